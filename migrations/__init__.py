@@ -1,0 +1,1 @@
+"""Alembic environment and versions for primewatch's schema (SQLite and PostgreSQL)."""

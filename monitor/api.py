@@ -1,0 +1,184 @@
+"""The JSON API, health endpoints and /metrics — thin routes over `MonitorService`.
+
+Every error is JSON (`{"error": {"status", "message", ...}}`): 404 for unknown names,
+422 for bad parameters, 503 when storage is unreachable; a bug still answers JSON 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from monitor.errors import NotFoundError
+from monitor.runtime import Runtime
+from monitor.storage import repository
+from monitor.storage.repository import StoredResult
+from monitor.units import format_duration
+from slo.status import SloStatus
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": {"status": status, "message": message, **extra}}, status)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """JSON error bodies everywhere; internal details stay in the log."""
+
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_request: Request, exc: NotFoundError) -> JSONResponse:
+        return _error(404, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [{"location": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+                   for e in exc.errors()]
+        return _error(422, "invalid request", details=details)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _storage(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
+        log.warning("storage error while serving a request: %s", type(exc).__name__)
+        return _error(503, "storage unavailable; try again shortly")
+
+    @app.exception_handler(Exception)
+    async def _bug(_request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error while serving a request")
+        return _error(500, "internal error")
+
+
+@router.get("/healthz", tags=["health"])
+async def healthz() -> dict[str, str]:
+    """The process is alive and serving."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["health"])
+async def readyz(request: Request) -> JSONResponse:
+    """Storage answers and (when background work runs) the scheduler is running."""
+    runtime = _runtime(request)
+    checks: dict[str, str] = {}
+    try:
+        await asyncio.to_thread(repository.ping, runtime.service.engine)
+        checks["storage"] = "ok"
+    except Exception as exc:
+        checks["storage"] = f"unreachable: {type(exc).__name__}"
+    if request.app.state.background:
+        checks["scheduler"] = "ok" if runtime.scheduler.running else "stopped"
+        checks["write_buffer"] = f"{runtime.sink.pending} pending, {runtime.sink.dropped} dropped"
+    ready = checks["storage"] == "ok" and checks.get("scheduler", "ok") == "ok"
+    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
+                        200 if ready else 503)
+
+
+@router.get("/metrics", tags=["metrics"], response_class=Response)
+async def metrics(request: Request) -> Response:
+    """Prometheus text exposition of primewatch's own metrics."""
+    registry = _runtime(request).metrics.registry
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/api/v1/targets", tags=["targets"])
+async def list_targets(request: Request) -> dict[str, Any]:
+    """Every configured target with its newest result."""
+    views = await asyncio.to_thread(_runtime(request).service.targets)
+    return {"items": [{
+        "name": v.config.name,
+        "type": v.config.type,  # type: ignore[attr-defined]
+        "url": v.config.display_url(),
+        "interval": format_duration(v.config.interval),
+        "timeout": format_duration(v.config.timeout),
+        "labels": v.config.labels,
+        "last_result": _result_json(v.last) if v.last else None,
+    } for v in views]}
+
+
+@router.get("/api/v1/targets/{name}/results", tags=["targets"])
+async def target_results(
+    request: Request, name: str,
+    since: Annotated[datetime | None, Query(
+        description="only results that started at or after this time (ISO 8601)")] = None,
+    cursor: Annotated[int | None, Query(
+        ge=1, description="`next_cursor` of the previous page")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    """A target's results, newest first, one page at a time."""
+    since_ts = _timestamp(since) if since is not None else None
+    service = _runtime(request).service
+    rows = await asyncio.to_thread(service.target_results, name, since=since_ts,
+                                   before_id=cursor, limit=limit)
+    next_cursor = rows[-1].id if len(rows) == limit else None
+    return {"target": name, "items": [_result_json(r) for r in rows],
+            "next_cursor": next_cursor}
+
+
+@router.get("/api/v1/slos", tags=["slos"])
+async def list_slos(request: Request) -> dict[str, Any]:
+    """Every SLO's current status."""
+    statuses = await asyncio.to_thread(_runtime(request).service.slo_statuses)
+    return {"items": [slo_json(s) for s in statuses]}
+
+
+@router.get("/api/v1/slos/{name}", tags=["slos"])
+async def get_slo(request: Request, name: str) -> dict[str, Any]:
+    """One SLO's status: SLI, budget, burn rate per window, latency percentiles."""
+    status = await asyncio.to_thread(_runtime(request).service.slo_status, name)
+    return slo_json(status)
+
+
+def _timestamp(value: datetime) -> float:
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+
+
+def _result_json(stored: StoredResult) -> dict[str, Any]:
+    data = stored.result.as_dict()
+    data["id"] = stored.id
+    data["started_at"] = _iso(stored.result.started_at)
+    return data
+
+
+def slo_json(status: SloStatus) -> dict[str, Any]:
+    """The API's view of an SLO status (also used by `slo status --json`)."""
+    return {
+        "name": status.name,
+        "target": status.target,
+        "sli_kind": status.sli_kind,
+        "objective": status.objective,
+        "window": format_duration(status.window_seconds),
+        "threshold_seconds": status.threshold,
+        "state": status.state,
+        "sli": status.sli,
+        "good": status.good,
+        "total": status.total,
+        "error_budget_remaining": status.budget_remaining,
+        "burn_rates": status.burn_rates,
+        "windows": [{"window": w.window, "good": w.good, "total": w.total, "sli": w.sli,
+                     "burn_rate": w.burn_rate} for w in status.windows],
+        "latency_seconds": status.latency,
+        "evaluated_at": _iso(status.evaluated_at),
+    }

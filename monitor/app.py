@@ -1,0 +1,40 @@
+"""`create_app`: the composition root that turns settings into a FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+
+from monitor import __version__
+from monitor.api import install_error_handlers, router
+from monitor.clock import Clock, SystemClock
+from monitor.config import Settings
+from monitor.metrics import Metrics
+from monitor.runtime import Runtime
+
+
+def create_app(settings: Settings, engine: Engine, *, clock: Clock | None = None,
+               metrics: Metrics | None = None, run_background: bool = True) -> FastAPI:
+    """Build the web app; with `run_background` its lifespan also runs probes and SLOs."""
+    runtime = Runtime(settings, engine, clock or SystemClock(), metrics or Metrics())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if run_background:
+            await runtime.start()
+        try:
+            yield
+        finally:
+            if run_background:
+                await runtime.stop()
+
+    app = FastAPI(title=f"primewatch — {settings.service.name}", version=__version__,
+                  lifespan=lifespan)
+    app.state.runtime = runtime
+    app.state.background = run_background
+    install_error_handlers(app)
+    app.include_router(router)
+    return app

@@ -1,0 +1,201 @@
+"""The `primewatch` command line.
+
+Exit codes: 0 success; 1 the thing checked failed (a probe, an SLO); 2 bad usage or an
+invalid config (the errors name file, line and key).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+from monitor import __version__
+from monitor.config_loader import LoadedConfig, load_config
+from monitor.errors import ConfigError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+log = logging.getLogger("primewatch")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="primewatch",
+        description="Probe targets, keep SLOs with error budgets and burn-rate alerts.",
+    )
+    parser.add_argument("--version", action="version", version=f"primewatch {__version__}")
+    parser.add_argument("--config", default=os.environ.get("PRIMEWATCH_CONFIG", "config.yaml"),
+                        help="config file (default: config.yaml, or $PRIMEWATCH_CONFIG)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="probe, evaluate SLOs and serve API, /metrics")
+    run.add_argument("--host", help="listen address (default: server.host in config)")
+    run.add_argument("--port", type=int, help="listen port (default: server.port)")
+    run.add_argument("--no-migrate", action="store_true",
+                     help="do not upgrade the database schema at start")
+
+    commands.add_parser("check", help="validate the config; exit 2 listing every error")
+
+    probe = commands.add_parser("probe", help="run one target's probe once and print it")
+    probe.add_argument("name", help="target name from the config")
+    probe.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    db = commands.add_parser("db", help="database maintenance")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    db_commands.add_parser("upgrade", help="create or migrate the schema to the latest version")
+
+    slo = commands.add_parser("slo", help="SLO reports")
+    slo_commands = slo.add_subparsers(dest="slo_command", required=True, metavar="ACTION")
+    status = slo_commands.add_parser("status", help="SLI, budget and burn rates of every SLO")
+    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    demo = commands.add_parser("demo-target", help="serve the bundled PrimeTrade-like demo API")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8001)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "demo-target":
+        from monitor import demo_target
+        return demo_target.main(["--host", args.host, "--port", str(args.port)])
+    try:
+        loaded = load_config(args.config, os.environ)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print(f"{args.config}: {len(exc.problems)} error(s)", file=sys.stderr)
+        return EXIT_USAGE
+    handlers = {"run": _run, "check": _check, "probe": _probe, "db": _db, "slo": _slo}
+    return handlers[args.command](loaded, args)
+
+
+def _report_config_notes(loaded: LoadedConfig) -> None:
+    for warning in loaded.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for channel, missing in loaded.disabled_channels.items():
+        print(f"notice: channel {channel!r} is disabled: {', '.join(missing)} empty",
+              file=sys.stderr)
+
+
+def _check(loaded: LoadedConfig, _args: argparse.Namespace) -> int:
+    _report_config_notes(loaded)
+    print(loaded.summary())
+    return EXIT_OK
+
+
+def _db(loaded: LoadedConfig, _args: argparse.Namespace) -> int:
+    from monitor.storage.engine import current_revision, make_engine, upgrade
+    engine = make_engine(loaded.settings.storage.url)
+    upgrade(engine)
+    print(f"database at revision {current_revision(engine)}")
+    return EXIT_OK
+
+
+def _probe(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    import time
+
+    from probes import HttpClientPool, ProbeContext, build_probe
+    target = loaded.settings.target(args.name)
+    if target is None:
+        names = ", ".join(t.name for t in loaded.settings.targets) or "none"
+        print(f"error: no target named {args.name!r} (targets: {names})", file=sys.stderr)
+        return EXIT_USAGE
+
+    async def once() -> object:
+        clients = HttpClientPool()
+        try:
+            probe = build_probe(target, ProbeContext(clients, loaded.settings.region))
+            return await probe.run(time.time())
+        finally:
+            await clients.aclose()
+
+    result = asyncio.run(once())
+    data = result.as_dict()  # type: ignore[attr-defined]
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        console = Console()
+        mark = "[green]OK[/]" if data["ok"] else f"[red]FAILED[/] ({data['error_class']})"
+        console.print(f"{target.name} ({target.display_url()}): {mark}")
+        for key in ("latency_ms", "status_code", "response_bytes", "cert_days_left", "error"):
+            if data[key] is not None:
+                console.print(f"  {key}: {data[key]}")
+        for key, value in data["values"].items():
+            console.print(f"  {key}: {value}")
+    return EXIT_OK if data["ok"] else EXIT_FAILED
+
+
+def _slo(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    from monitor.api import slo_json
+    from monitor.clock import SystemClock
+    from monitor.service import MonitorService
+    from monitor.storage.engine import current_revision, make_engine
+    engine = make_engine(loaded.settings.storage.url)
+    if current_revision(engine) is None:
+        print("error: the database has no schema yet; run `primewatch db upgrade` "
+              "(or `primewatch run`) first", file=sys.stderr)
+        return EXIT_USAGE
+    statuses = MonitorService(loaded.settings, engine, SystemClock()).slo_statuses()
+    if args.json:
+        print(json.dumps([slo_json(s) for s in statuses], indent=2))
+        return EXIT_OK
+    table = Table(title=f"SLOs — {loaded.settings.service.name}")
+    for column in ("SLO", "objective", "SLI", "budget left", "burn 1h", "burn 5m", "p95",
+                   "events", "state"):
+        table.add_column(column, justify="left" if column in ("SLO", "state") else "right")
+    for s in statuses:
+        burn = s.burn_rates
+        p95 = s.latency.get("p95")
+        state = {"ok": "[green]✔ ok[/]", "breaching": "[red]✖ breaching[/]",
+                 "no_data": "[yellow]? no data[/]"}[s.state]
+        table.add_row(s.name, _pct(s.objective), _pct(s.sli), _pct(s.budget_remaining),
+                      _num(burn.get("1h")), _num(burn.get("5m")),
+                      f"{p95 * 1000:.0f} ms" if p95 is not None else "—",
+                      f"{s.total}", state)
+    Console().print(table)
+    return EXIT_FAILED if any(s.state == "breaching" for s in statuses) else EXIT_OK
+
+
+def _pct(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.3f}%"
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
+def _run(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from monitor.app import create_app
+    from monitor.storage.engine import make_engine, upgrade
+    _report_config_notes(loaded)
+    settings = loaded.settings
+    engine = make_engine(settings.storage.url)
+    if not args.no_migrate:
+        upgrade(engine)
+    app = create_app(settings, engine)
+    host = args.host or settings.server.host
+    port = args.port if args.port is not None else settings.server.port
+    log.info("primewatch %s: %s, serving on http://%s:%d", __version__, loaded.summary(),
+             host, port)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
+                            access_log=False)
+    uvicorn.Server(config).run()
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

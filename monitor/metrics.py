@@ -1,0 +1,111 @@
+"""primewatch's own Prometheus metrics, on a registry passed in (never the global one).
+
+Labels are bounded: target and SLO names come from config, windows and error classes
+from fixed vocabularies; no URLs, no error messages.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from monitor import __version__
+from probes.base import ProbeResult
+from slo.status import SloStatus
+
+# Probe latencies span ~1 ms (loopback) to the timeout; buckets dense around typical
+# SLO thresholds (100 ms, 200 ms, 500 ms, 2 s).
+PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75,
+                 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+
+
+class Metrics:
+    """All metrics primewatch exposes on /metrics."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.build_info = Info("primewatch_build", "primewatch version and Python runtime",
+                               registry=r)
+        self.build_info.info({"version": __version__, "python": platform.python_version()})
+        self.probe_success = Gauge("primewatch_probe_success",
+                                   "1 if the last probe of the target succeeded, else 0",
+                                   ["target"], registry=r)
+        self.probe_duration = Histogram("primewatch_probe_duration_seconds",
+                                        "Probe duration, connect to last body byte",
+                                        ["target"], buckets=PROBE_BUCKETS, registry=r)
+        self.probe_status_code = Gauge("primewatch_probe_last_status_code",
+                                       "HTTP status code of the last probe (0 if none)",
+                                       ["target"], registry=r)
+        self.probe_last_run = Gauge("primewatch_probe_last_run_timestamp_seconds",
+                                    "When the last probe of the target started",
+                                    ["target"], registry=r)
+        self.probes_total = Counter("primewatch_probes_total",
+                                    "Probes run, by outcome (ok or an error class)",
+                                    ["target", "outcome"], registry=r)
+        self.cert_days_left = Gauge("primewatch_probe_tls_cert_days_left",
+                                    "Days until the target's TLS certificate expires",
+                                    ["target"], registry=r)
+        self.scheduler_lag = Histogram("primewatch_scheduler_lag_seconds",
+                                       "Delay between a probe's planned and actual start",
+                                       buckets=LAG_BUCKETS, registry=r)
+        self.probes_skipped = Counter("primewatch_probes_skipped_total",
+                                      "Probe runs skipped because the previous run of the "
+                                      "same target was still going", ["target"], registry=r)
+        self.results_written = Counter("primewatch_results_written_total",
+                                       "Probe results written to storage", registry=r)
+        self.results_dropped = Counter("primewatch_results_dropped_total",
+                                       "Probe results dropped because the write buffer was "
+                                       "full", registry=r)
+        self.results_buffered = Gauge("primewatch_results_buffered",
+                                      "Probe results waiting to be written", registry=r)
+        self.storage_errors = Counter("primewatch_storage_write_errors_total",
+                                      "Failed storage write attempts (retried)", registry=r)
+        self.slo_sli = Gauge("primewatch_slo_sli_ratio",
+                             "SLI over the SLO window (absent when there is no data)",
+                             ["slo"], registry=r)
+        self.slo_objective = Gauge("primewatch_slo_objective_ratio",
+                                   "The SLO's objective as a ratio", ["slo"], registry=r)
+        self.slo_budget = Gauge("primewatch_slo_error_budget_remaining_ratio",
+                                "Error budget left over the SLO window (negative: overspent)",
+                                ["slo"], registry=r)
+        self.slo_burn = Gauge("primewatch_slo_burn_rate",
+                              "Error ratio over the window divided by the error budget",
+                              ["slo", "window"], registry=r)
+        self.slo_events = Gauge("primewatch_slo_events",
+                                "Valid events in the SLO window", ["slo", "kind"], registry=r)
+        self.slo_no_data = Gauge("primewatch_slo_no_data",
+                                 "1 when the SLO window holds no events", ["slo"], registry=r)
+
+    def observe_probe(self, result: ProbeResult) -> None:
+        target = result.target
+        self.probe_success.labels(target).set(1 if result.ok else 0)
+        self.probe_duration.labels(target).observe(result.latency)
+        self.probe_status_code.labels(target).set(result.status_code or 0)
+        self.probe_last_run.labels(target).set(result.started_at)
+        self.probes_total.labels(target, "ok" if result.ok else result.error_class or "error").inc()
+        if result.cert_days_left is not None:
+            self.cert_days_left.labels(target).set(result.cert_days_left)
+
+    def observe_slo(self, status: SloStatus) -> None:
+        name = status.name
+        self.slo_objective.labels(name).set(status.objective)
+        self.slo_no_data.labels(name).set(1 if status.state == "no_data" else 0)
+        self.slo_events.labels(name, "good").set(status.good)
+        self.slo_events.labels(name, "total").set(status.total)
+        _set_or_remove(self.slo_sli, (name,), status.sli)
+        _set_or_remove(self.slo_budget, (name,), status.budget_remaining)
+        for window in status.windows:
+            _set_or_remove(self.slo_burn, (name, window.window), window.burn_rate)
+
+
+def _set_or_remove(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
+    """No data is an absent series, not a zero that looks like a measurement."""
+    if value is None:
+        with contextlib.suppress(KeyError):
+            gauge.remove(*labels)
+    else:
+        gauge.labels(*labels).set(value)

@@ -1,0 +1,88 @@
+"""The running service: probes → scheduler → sink → storage, plus the SLO evaluation tick.
+
+Built from validated settings with every dependency passed in, so tests can run the
+whole pipeline against a temporary database and a private metrics registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from sqlalchemy import Engine
+
+from monitor.clock import Clock
+from monitor.config import Settings
+from monitor.ingest import ResultWriter
+from monitor.metrics import Metrics
+from monitor.scheduler import ProbeScheduler, ScheduledTarget
+from monitor.service import MonitorService
+from monitor.sink import ResultSink
+from probes import HttpClientPool, ProbeContext, build_probe
+from slo.status import SloStatus
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Owns the background work of `primewatch run`."""
+
+    def __init__(self, settings: Settings, engine: Engine, clock: Clock,
+                 metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.service = MonitorService(settings, engine, clock)
+        self.clients = HttpClientPool()
+        context = ProbeContext(clients=self.clients, region=settings.region)
+        targets = {t.name: ScheduledTarget(t, build_probe(t, context))
+                   for t in settings.targets}
+        storage = settings.storage
+        self.sink = ResultSink(ResultWriter(engine, settings.slos), metrics,
+                               batch_size=storage.batch_size,
+                               flush_interval=storage.flush_interval,
+                               max_buffer=storage.max_buffer)
+        self.scheduler = ProbeScheduler(targets, self.sink.submit, metrics)
+        self.statuses: dict[str, SloStatus] = {}
+        self.last_evaluation_error: str | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        self._tasks = [asyncio.create_task(self.sink.run(), name="result-sink"),
+                       asyncio.create_task(self._evaluate_forever(), name="slo-evaluator")]
+        self.scheduler.start()
+        log.info("probing %d targets, evaluating %d SLOs every %gs",
+                 len(self.settings.targets), len(self.settings.slos),
+                 self.settings.alerting.evaluate_every)
+
+    async def stop(self) -> None:
+        self.scheduler.shutdown()
+        sink_task, evaluator = self._tasks or (None, None)
+        if evaluator is not None:
+            evaluator.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await evaluator
+        if sink_task is not None:
+            self.sink.close()
+            try:
+                await asyncio.wait_for(sink_task, timeout=10)
+            except TimeoutError:
+                log.error("%d results could not be written before shutdown", self.sink.pending)
+        await self.clients.aclose()
+
+    async def evaluate_once(self) -> list[SloStatus]:
+        statuses = await asyncio.to_thread(self.service.slo_statuses)
+        for status in statuses:
+            self.metrics.observe_slo(status)
+        self.statuses = {s.name: s for s in statuses}
+        return statuses
+
+    async def _evaluate_forever(self) -> None:
+        while True:
+            try:
+                await self.evaluate_once()
+                self.last_evaluation_error = None
+            except Exception as exc:  # boundary: one failed tick must not stop evaluation
+                self.last_evaluation_error = f"{type(exc).__name__}: {exc}"[:300]
+                log.warning("SLO evaluation failed: %s", self.last_evaluation_error)
+            await asyncio.sleep(self.settings.alerting.evaluate_every)

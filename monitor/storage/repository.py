@@ -1,0 +1,167 @@
+"""Every read and write of primewatch's data, as typed functions over an Engine.
+
+Routes, the CLI and the SLO service call these; no SQL lives anywhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, Table, and_, case, func, insert, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from monitor.storage.models import LatencyBin, ProbeResultRow, SloRollup
+from probes.base import ProbeResult
+from slo.rollup import MINUTE, BucketDelta
+
+_RESULT_COLUMNS = ("target", "region", "started_at", "ok", "latency", "status_code",
+                   "error_class", "error", "cert_days_left", "response_bytes", "values")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResult:
+    """A probe result read back from storage, with its id (the pagination cursor)."""
+
+    id: int
+    result: ProbeResult
+
+
+def write_batch(engine: Engine, results: Sequence[ProbeResult],
+                deltas: Mapping[tuple[str, int], BucketDelta],
+                resolution: int = MINUTE) -> None:
+    """Store raw results and add their rollup deltas, all in one transaction."""
+    with engine.begin() as connection:
+        if results:
+            connection.execute(insert(ProbeResultRow), [_row(r) for r in results])
+        rollups = [{"slo": slo, "resolution": resolution, "bucket_start": start,
+                    "good": d.good, "total": d.total} for (slo, start), d in deltas.items()]
+        bins = [{"slo": slo, "resolution": resolution, "bucket_start": start, "bin": b,
+                 "count": c}
+                for (slo, start), d in deltas.items() for b, c in d.bins.items()]
+        if rollups:
+            _upsert_add(connection, SloRollup.__table__,  # type: ignore[arg-type]
+                        rollups, ("slo", "resolution", "bucket_start"), ("good", "total"))
+        if bins:
+            _upsert_add(connection, LatencyBin.__table__,  # type: ignore[arg-type]
+                        bins, ("slo", "resolution", "bucket_start", "bin"), ("count",))
+
+
+def _row(result: ProbeResult) -> dict[str, Any]:
+    row = {name: getattr(result, name) for name in _RESULT_COLUMNS}
+    row["values"] = result.values or None
+    return row
+
+
+def _upsert_add(connection: Connection, table: Table, rows: list[dict[str, Any]],
+                keys: Sequence[str], counters: Sequence[str]) -> None:
+    """INSERT ... ON CONFLICT DO UPDATE SET counter = counter + excluded.counter."""
+    dialect = connection.dialect.name
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    if dialect not in ("postgresql", "sqlite"):
+        raise NotImplementedError(f"storage backend {dialect!r} is not supported")
+    statement = module.insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={c: table.c[c] + statement.excluded[c] for c in counters},
+    )
+    connection.execute(statement, rows)
+
+
+def ping(engine: Engine) -> None:
+    """Raise if the database cannot answer a trivial query."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def latest_results(engine: Engine) -> dict[str, StoredResult]:
+    """The newest result of every target that has one."""
+    newest = (select(ProbeResultRow.target, func.max(ProbeResultRow.id).label("id"))
+              .group_by(ProbeResultRow.target).subquery())
+    query = select(ProbeResultRow).join(newest, ProbeResultRow.id == newest.c.id)
+    with engine.connect() as connection:
+        rows = connection.execute(query).mappings().all()
+    return {row["target"]: _stored(row) for row in rows}
+
+
+def results_page(engine: Engine, target: str, *, since: float | None, before_id: int | None,
+                 limit: int) -> list[StoredResult]:
+    """Newest-first results of one target, `limit` at a time, continuing below `before_id`."""
+    conditions = [ProbeResultRow.target == target]
+    if since is not None:
+        conditions.append(ProbeResultRow.started_at >= since)
+    if before_id is not None:
+        conditions.append(ProbeResultRow.id < before_id)
+    query = (select(ProbeResultRow).where(and_(*conditions))
+             .order_by(ProbeResultRow.id.desc()).limit(limit))
+    with engine.connect() as connection:
+        return [_stored(row) for row in connection.execute(query).mappings()]
+
+
+def _stored(row: Mapping[str, Any]) -> StoredResult:
+    values = row["values"] or {}
+    return StoredResult(row["id"], ProbeResult(
+        target=row["target"], started_at=row["started_at"], ok=bool(row["ok"]),
+        latency=row["latency"], region=row["region"], status_code=row["status_code"],
+        error_class=row["error_class"], error=row["error"],
+        cert_days_left=row["cert_days_left"], response_bytes=row["response_bytes"],
+        values=dict(values)))
+
+
+def window_counts(engine: Engine, slo: str, current_bucket: int, windows: Iterable[int],
+                  resolution: int = MINUTE) -> dict[int, tuple[int, int]]:
+    """(good, total) for each window (seconds) ending with the bucket `current_bucket`.
+
+    A window of W seconds covers the W/resolution buckets up to and including the current
+    one. One query with conditional sums, whatever the number of windows.
+    """
+    windows = sorted(set(windows))
+    if not windows:
+        return {}
+    starts = {w: current_bucket - w + resolution for w in windows}
+    columns = []
+    for w in windows:
+        inside = SloRollup.bucket_start >= starts[w]
+        columns.append(func.coalesce(func.sum(case((inside, SloRollup.good), else_=0)), 0))
+        columns.append(func.coalesce(func.sum(case((inside, SloRollup.total), else_=0)), 0))
+    query = select(*columns).where(
+        SloRollup.slo == slo, SloRollup.resolution == resolution,
+        SloRollup.bucket_start >= starts[windows[-1]],
+        SloRollup.bucket_start <= current_bucket)
+    with engine.connect() as connection:
+        row = connection.execute(query).one()
+    return {w: (int(row[2 * i]), int(row[2 * i + 1])) for i, w in enumerate(windows)}
+
+
+def window_bins(engine: Engine, slo: str, first_bucket: int, last_bucket: int,
+                resolution: int = MINUTE) -> dict[int, int]:
+    """The latency histogram of one SLO summed over buckets [first, last]."""
+    query = (select(LatencyBin.bin, func.sum(LatencyBin.count))
+             .where(LatencyBin.slo == slo, LatencyBin.resolution == resolution,
+                    LatencyBin.bucket_start >= first_bucket,
+                    LatencyBin.bucket_start <= last_bucket)
+             .group_by(LatencyBin.bin))
+    with engine.connect() as connection:
+        return {int(b): int(c) for b, c in connection.execute(query)}
+
+
+def rollup_series(engine: Engine, slo: str, first_bucket: int, last_bucket: int,
+                  resolution: int = MINUTE) -> list[tuple[int, int, int]]:
+    """(bucket_start, good, total) rows of one SLO, oldest first."""
+    query = (select(SloRollup.bucket_start, SloRollup.good, SloRollup.total)
+             .where(SloRollup.slo == slo, SloRollup.resolution == resolution,
+                    SloRollup.bucket_start >= first_bucket,
+                    SloRollup.bucket_start <= last_bucket)
+             .order_by(SloRollup.bucket_start))
+    with engine.connect() as connection:
+        return [(int(s), int(g), int(t)) for s, g, t in connection.execute(query)]
+
+
+def count_results(engine: Engine, target: str | None = None) -> int:
+    query = select(func.count()).select_from(ProbeResultRow)
+    if target is not None:
+        query = query.where(ProbeResultRow.target == target)
+    with engine.connect() as connection:
+        return int(connection.execute(query).scalar_one())

@@ -1,0 +1,254 @@
+"""The `http` probe kind: one request, checked against expectations, timed end to end.
+
+Latency covers connect, TLS, request and the whole (capped) body, because that is what
+a user waits for. The whole probe runs under one deadline (`timeout`), so a server that
+drips bytes cannot hold a probe longer than configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import socket
+import ssl
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from pydantic import ConfigDict, Field, field_validator
+
+from monitor.units import ByteSize, Duration
+from probes.base import ErrorClass, ProbeResult, StrictModel, TargetConfig
+from probes.http_client import HttpClientPool
+
+log = logging.getLogger(__name__)
+
+_MISSING = object()
+
+
+class HttpExpect(StrictModel):
+    """What a good response looks like; every condition must hold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    status: list[int] | None = Field(default=None, description="accepted codes; default 2xx")
+    body_contains: str | None = None
+    json_fields: dict[str, Any] | None = Field(default=None, alias="json")
+    max_latency: Duration | None = None
+
+    def status_ok(self, code: int) -> bool:
+        return code in self.status if self.status else 200 <= code < 300
+
+
+class TlsOptions(StrictModel):
+    """TLS verification settings; `ca_file` trusts a private CA."""
+
+    verify: bool = True
+    ca_file: str | None = None
+
+
+class HttpTarget(TargetConfig):
+    """An HTTP(S) endpoint probed with one request per interval."""
+
+    type: Literal["http"] = "http"
+    url: str
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: str | None = None
+    expect: HttpExpect = Field(default_factory=HttpExpect)
+    max_body: ByteSize = 1024 * 1024
+    tls: TlsOptions = Field(default_factory=TlsOptions)
+    keepalive: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"invalid URL {value!r}: expected http://host[:port]/path or https://...")
+        return value
+
+    def display_url(self) -> str:
+        return redact_url(self.url)
+
+
+def redact_url(url: str) -> str:
+    """The URL without user:password, safe for logs, the API and dashboards."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+class HttpProbe:
+    """Runs one HttpTarget with a shared client from the pool."""
+
+    def __init__(self, config: HttpTarget, *, clients: HttpClientPool, region: str) -> None:
+        self.config = config
+        self.region = region
+        self._client = clients.get(
+            verify=config.tls.verify, ca_file=config.tls.ca_file, keepalive=config.keepalive
+        )
+        self._timeout = httpx.Timeout(config.timeout)
+
+    async def run(self, started_at: float) -> ProbeResult:
+        t0 = time.perf_counter()
+        try:
+            async with asyncio.timeout(self.config.timeout):
+                return await self._measure(started_at, t0)
+        except (TimeoutError, httpx.TimeoutException):
+            return self._fail(started_at, t0, ErrorClass.TIMEOUT,
+                              f"no complete response within {self.config.timeout:g}s")
+        except httpx.TransportError as exc:
+            error_class, message = classify_transport_error(exc)
+            return self._fail(started_at, t0, error_class, message)
+        except Exception as exc:  # boundary: a probe never raises into the scheduler
+            log.exception("http probe %s failed unexpectedly", self.config.name)
+            return self._fail(started_at, t0, ErrorClass.INTERNAL,
+                              f"internal error: {type(exc).__name__}")
+
+    async def _measure(self, started_at: float, t0: float) -> ProbeResult:
+        config = self.config
+        request = self._client.build_request(
+            config.method, config.url, headers=config.headers,
+            content=config.body.encode() if config.body is not None else None,
+            timeout=self._timeout,
+        )
+        response = await self._client.send(request, stream=True)
+        try:
+            cert_days = _cert_days_left(response)
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and int(declared) > config.max_body:
+                return self._fail(started_at, t0, ErrorClass.TOO_LARGE,
+                                  f"body of {int(declared)} bytes exceeds max_body "
+                                  f"{config.max_body}", response.status_code, cert_days)
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > config.max_body:
+                    return self._fail(started_at, t0, ErrorClass.TOO_LARGE,
+                                      f"body exceeds max_body {config.max_body} bytes",
+                                      response.status_code, cert_days)
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
+        latency = time.perf_counter() - t0
+        body = b"".join(chunks)
+        result = ProbeResult(
+            target=config.name, started_at=started_at, ok=True, latency=latency,
+            region=self.region, status_code=response.status_code,
+            cert_days_left=cert_days, response_bytes=size,
+        )
+        failure = self._check(response.status_code, body, latency)
+        if failure is not None:
+            result.ok = False
+            result.error_class, result.error = failure
+        return result
+
+    def _check(self, status: int, body: bytes, latency: float) -> tuple[str, str] | None:
+        expect = self.config.expect
+        if not expect.status_ok(status):
+            wanted = ", ".join(map(str, expect.status)) if expect.status else "2xx"
+            return ErrorClass.HTTP_STATUS, f"status {status}, expected {wanted}"
+        if expect.body_contains is not None:
+            text = body.decode("utf-8", errors="replace")
+            if expect.body_contains not in text:
+                return ErrorClass.ASSERTION, f"body does not contain {expect.body_contains!r}"
+        if expect.json_fields:
+            try:
+                document = json.loads(body)
+            except (ValueError, UnicodeDecodeError) as exc:
+                return ErrorClass.INVALID_JSON, f"body is not valid JSON: {_short(exc)}"
+            for path, wanted_value in expect.json_fields.items():
+                actual = json_path(document, path)
+                if actual is _MISSING:
+                    return ErrorClass.ASSERTION, f"JSON field {path!r} is missing"
+                if actual != wanted_value:
+                    return (ErrorClass.ASSERTION,
+                            f"JSON field {path!r} is {_short(actual)}, expected {wanted_value!r}")
+        if expect.max_latency is not None and latency > expect.max_latency:
+            return (ErrorClass.SLOW,
+                    f"took {latency * 1000:.0f} ms, over max_latency "
+                    f"{expect.max_latency * 1000:.0f} ms")
+        return None
+
+    def _fail(self, started_at: float, t0: float, error_class: str, message: str,
+              status_code: int | None = None, cert_days: float | None = None) -> ProbeResult:
+        return ProbeResult(
+            target=self.config.name, started_at=started_at, ok=False,
+            latency=time.perf_counter() - t0, region=self.region, status_code=status_code,
+            error_class=error_class, error=message[:300], cert_days_left=cert_days,
+        )
+
+    async def aclose(self) -> None:
+        """The client belongs to the shared pool, which closes it."""
+
+
+def json_path(document: Any, path: str) -> Any:
+    """Follow a dotted path (`data.items.0.id`) into parsed JSON; `_MISSING` when absent."""
+    current = document
+    for part in path.split("."):
+        if isinstance(current, dict) and part in current:
+            current = current[part]
+        elif isinstance(current, list) and part.lstrip("-").isdigit():
+            index = int(part)
+            if not -len(current) <= index < len(current):
+                return _MISSING
+            current = current[index]
+        else:
+            return _MISSING
+    return current
+
+
+def classify_transport_error(exc: BaseException) -> tuple[str, str]:
+    """Map an httpx transport error to an error class by walking its cause chain."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return ErrorClass.DNS, f"DNS lookup failed: {_short(seen)}"
+        if isinstance(seen, ConnectionRefusedError):
+            return ErrorClass.REFUSED, "connection refused"
+        if isinstance(seen, ssl.SSLError):
+            return ErrorClass.TLS, f"TLS error: {_short(seen)}"
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    lowered = text.lower()
+    if "name or service not known" in lowered or "nodename nor servname" in lowered \
+            or "temporary failure in name resolution" in lowered:
+        return ErrorClass.DNS, f"DNS lookup failed: {_short(text)}"
+    if "connection refused" in lowered or "errno 111" in lowered:
+        return ErrorClass.REFUSED, "connection refused"
+    if "ssl" in lowered or "certificate" in lowered:
+        return ErrorClass.TLS, f"TLS error: {_short(text)}"
+    if isinstance(exc, httpx.ConnectError):
+        return ErrorClass.CONNECTION, f"connect failed: {_short(text) or type(exc).__name__}"
+    if isinstance(exc, httpx.ProtocolError | httpx.DecodingError):
+        return ErrorClass.PROTOCOL, f"protocol error: {_short(text) or type(exc).__name__}"
+    return ErrorClass.CONNECTION, f"{type(exc).__name__}: {_short(text)}"
+
+
+def _cert_days_left(response: httpx.Response) -> float | None:
+    stream = response.extensions.get("network_stream")
+    if stream is None:
+        return None
+    ssl_object = stream.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    cert = ssl_object.getpeercert()
+    not_after = cert.get("notAfter") if cert else None
+    if not not_after:
+        return None
+    expires = datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), UTC)
+    return round((expires - datetime.now(UTC)).total_seconds() / 86400.0, 2)
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= 120 else text[:117] + "..."

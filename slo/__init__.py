@@ -1,0 +1,1 @@
+"""SLO math: SLI classification, rollups, error budgets and burn rates (pure functions)."""

@@ -49,6 +49,9 @@ def load_config(path: str | Path, env: Mapping[str, str]) -> LoadedConfig:
     except OSError as exc:
         raise ConfigError([ConfigProblem(file, None, "", f"cannot read config: {exc.strerror}")]) \
             from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([ConfigProblem(
+            file, None, "", f"cannot read config: not UTF-8 text (byte {exc.start})")]) from None
     return parse_config(text, file, env)
 
 
@@ -191,7 +194,9 @@ def _friendly_message(error: Any, path: Path_, data: Any) -> str:
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         expected = error.get("ctx", {}).get("expected_tags", "")
         if kind == "union_tag_not_found":
-            return f"required key 'type' is missing (one of {expected})"
+            # pydantic gives no tags here; the union is targets' or channels'
+            kinds = CHANNEL_TYPES if "channels" in error["loc"] else REGISTRY
+            return f"required key 'type' is missing (one of {', '.join(map(repr, kinds))})"
         return f"`type` must be one of {expected}" if expected else message
     return message
 

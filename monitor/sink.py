@@ -60,7 +60,8 @@ class ResultSink:
 
     async def run(self) -> None:
         """Write batches until `close` is called and the buffer is empty."""
-        backoff = 0.5
+        first_backoff = min(0.5, self._max_backoff)
+        backoff = first_backoff
         while True:
             if not self._buffer:
                 if self._closing:
@@ -88,7 +89,7 @@ class ResultSink:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
-            backoff = 0.5
+            backoff = first_backoff
             self._in_flight = 0
             self.written += len(batch)
             self.last_error = None

@@ -6,6 +6,7 @@ that grammar (and plain numbers as seconds) gives precise error messages.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ _UNIT_SECONDS = {
     "w": 7 * 86400.0,
 }
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
 
 def parse_duration(value: Any) -> float:
@@ -27,6 +29,9 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError(f"invalid duration {value!r}: expected e.g. 500ms, 10s, 5m, 30d")
     if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        # `${VAR:-10}` arrives as text; it means the same as a bare 10
         seconds = float(value)
     elif isinstance(value, str):
         text = value.strip().lower()
@@ -43,17 +48,20 @@ def parse_duration(value: Any) -> float:
         raise ValueError(f"invalid duration {value!r}: expected e.g. 500ms, 10s, 5m, 30d")
     if seconds < 0:
         raise ValueError(f"invalid duration {value!r}: must not be negative")
+    if not math.isfinite(seconds):  # YAML's .inf and .nan
+        raise ValueError(f"invalid duration {value!r}: must be a finite number")
     return seconds
 
 
 def format_duration(seconds: float) -> str:
-    """Render seconds back in the config grammar, largest exact unit first (`90s` → `1m30s`)."""
-    if seconds < 1 and seconds > 0:
-        return f"{round(seconds * 1000)}ms"
-    remaining = round(seconds)
+    """Render seconds back in the config grammar, largest exact unit first (`90s` → `1m30s`).
+
+    Counts whole milliseconds, so `1.5` renders as `1s500ms`, not a rounded `2s`.
+    """
+    remaining = round(seconds * 1000)
     parts: list[str] = []
-    for unit in ("d", "h", "m", "s"):
-        size = int(_UNIT_SECONDS[unit])
+    for unit in ("d", "h", "m", "s", "ms"):
+        size = round(_UNIT_SECONDS[unit] * 1000)
         if remaining >= size:
             parts.append(f"{remaining // size}{unit}")
             remaining %= size

@@ -6,7 +6,7 @@ Loading (YAML, `${VAR}` interpolation, line numbers in errors) lives in
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -16,10 +16,13 @@ from probes.base import StrictModel, TargetConfig
 
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
-TargetUnion = Annotated[
-    Union[tuple(kind.config_model for kind in REGISTRY.values())],  # type: ignore[misc]  # noqa: UP007
-    Field(discriminator="type"),
-]
+if TYPE_CHECKING:  # type checkers see the base class; pydantic sees the tagged union
+    TargetUnion = TargetConfig
+else:
+    TargetUnion = Annotated[
+        Union[tuple(kind.config_model for kind in REGISTRY.values())],  # noqa: UP007
+        Field(discriminator="type"),
+    ]
 
 
 class ServiceSection(StrictModel):
@@ -177,10 +180,13 @@ CHANNEL_TYPES: dict[str, type[ChannelBase]] = {
     "email": EmailChannel,
 }
 
-ChannelUnion = Annotated[
-    Union[tuple(CHANNEL_TYPES.values())],  # type: ignore[misc]  # noqa: UP007
-    Field(discriminator="type"),
-]
+if TYPE_CHECKING:
+    ChannelUnion = ChannelBase
+else:
+    ChannelUnion = Annotated[
+        Union[tuple(CHANNEL_TYPES.values())],  # noqa: UP007
+        Field(discriminator="type"),
+    ]
 
 
 class AlertingSection(StrictModel):
@@ -222,7 +228,8 @@ def cross_reference_problems(data: Any) -> list[tuple[tuple[Any, ...], str]]:
     """
     problems: list[tuple[tuple[Any, ...], str]] = []
     root = data if isinstance(data, dict) else {}
-    alerting = root.get("alerting") if isinstance(root.get("alerting"), dict) else {}
+    alerting_section = root.get("alerting")
+    alerting: dict[str, Any] = alerting_section if isinstance(alerting_section, dict) else {}
 
     def items(section: Any) -> list[tuple[int, dict[str, Any]]]:
         if not isinstance(section, list):

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from monitor.config import CHANNEL_TYPES, ChannelBase, Settings, cross_reference_problems
+from monitor.config import CHANNEL_TYPES, Settings, cross_reference_problems
 from monitor.errors import ConfigError, ConfigProblem
 from probes import REGISTRY
 
@@ -91,7 +91,7 @@ def parse_config(text: str, file: str, env: Mapping[str, str]) -> LoadedConfig:
                 file, _line_for(path, lines), format_path(path),
                 "a literal secret in the config file; prefer ${ENV_VAR}"))
     for channel in settings.alerting.channels:
-        missing = channel.missing_credentials() if isinstance(channel, ChannelBase) else []
+        missing = channel.missing_credentials()
         if missing:
             loaded.disabled_channels[channel.name] = missing
     return loaded

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 
 from prometheus_client import CollectorRegistry
@@ -46,7 +47,7 @@ def target(name: str, interval: float) -> HttpTarget:
 def test_targets_with_the_same_interval_are_spread_evenly() -> None:
     offsets = start_offsets({"a": 10, "b": 10, "c": 10, "d": 10, "slow": 60}, now=1000.0)
     same = sorted(offsets[n] for n in "abcd")
-    gaps = [round(b - a, 6) for a, b in zip(same, same[1:], strict=False)]
+    gaps = [round(b - a, 6) for a, b in itertools.pairwise(same)]
     assert gaps == [2.5, 2.5, 2.5]
     assert all(1000 < t < 1011 for t in offsets.values())
 
@@ -73,7 +74,7 @@ def test_every_target_runs_on_its_interval_and_lag_is_measured() -> None:
     received = run_scheduler(probes, interval=0.2, seconds=1.6, metrics=metrics)
     for probe in probes.values():
         assert 5 <= len(probe.starts) <= 8
-        gaps = [b - a for a, b in zip(probe.starts, probe.starts[1:], strict=False)]
+        gaps = [b - a for a, b in pairwise(probe.starts)]
         assert all(0.1 < gap < 0.3 for gap in gaps)
     assert {r.target for r in received} == set(probes)
     lag_count = metrics.registry.get_sample_value("primewatch_scheduler_lag_seconds_count")

@@ -100,7 +100,7 @@ def results_page(engine: Engine, target: str, *, since: float | None, before_id:
         return [_stored(row) for row in connection.execute(query).mappings()]
 
 
-def _stored(row: Mapping[str, Any]) -> StoredResult:
+def _stored(row: Any) -> StoredResult:
     values = row["values"] or {}
     return StoredResult(row["id"], ProbeResult(
         target=row["target"], started_at=row["started_at"], ok=bool(row["ok"]),

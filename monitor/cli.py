@@ -166,7 +166,12 @@ def _slo(loaded: LoadedConfig, args: argparse.Namespace) -> int:
                       _num(burn.get("1h")), _num(burn.get("5m")),
                       f"{p95 * 1000:.0f} ms" if p95 is not None else "—",
                       f"{s.total}", state)
-    Console().print(table)
+    console = Console()
+    if not console.is_terminal:
+        # piped output has no width to fit (rich assumes 80): print names whole, not "api-av…"
+        wide = console.options.update_width(1000)
+        console = Console(width=max(console.width, console.measure(table, options=wide).maximum))
+    console.print(table)
     return EXIT_FAILED if any(s.state == "breaching" for s in statuses) else EXIT_OK
 
 

@@ -70,9 +70,12 @@ def parse_config(text: str, file: str, env: Mapping[str, str]) -> LoadedConfig:
     if not isinstance(raw, dict):
         raise ConfigError([ConfigProblem(file, 1, "", "the config must be a mapping of sections")])
     lines: dict[Path_, int] = {}
+    duplicates: list[tuple[Path_, int]] = []
     if node is not None:
-        _record_lines(node, (), lines)
-    problems: list[ConfigProblem] = []
+        _record_lines(node, (), lines, duplicates)
+    problems = [ConfigProblem(file, line, format_path(path),
+                              f"duplicate key {path[-1]!r}: it is already set above")
+                for path, line in duplicates]
     interpolated: set[Path_] = set()
     data = _interpolate(raw, (), env, lines, file, problems, interpolated)
     for path, message in cross_reference_problems(data):
@@ -80,7 +83,9 @@ def parse_config(text: str, file: str, env: Mapping[str, str]) -> LoadedConfig:
     try:
         settings = Settings.model_validate(data)
     except ValidationError as exc:
-        problems.extend(_from_validation_error(exc, data, lines, file))
+        unset = {p.path for p in problems}  # a missing ${VAR} already explains its value
+        problems.extend(p for p in _from_validation_error(exc, data, lines, file)
+                        if p.path not in unset)
     if problems:
         problems.sort(key=lambda p: (p.line or 0, p.path))
         raise ConfigError(problems)
@@ -105,16 +110,22 @@ def format_path(path: Path_) -> str:
     return out
 
 
-def _record_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int]) -> None:
+def _record_lines(node: yaml.Node, path: Path_, lines: dict[Path_, int],
+                  duplicates: list[tuple[Path_, int]]) -> None:
+    """Map every key path to its line; note keys set twice (YAML silently keeps the last)."""
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
         for key_node, value_node in node.value:
             key = key_node.value
-            _record_lines(value_node, (*path, key), lines)
+            if key in seen:
+                duplicates.append(((*path, key), key_node.start_mark.line + 1))
+            seen.add(key)
+            _record_lines(value_node, (*path, key), lines, duplicates)
             lines[(*path, key)] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _record_lines(item, (*path, index), lines)
+            _record_lines(item, (*path, index), lines, duplicates)
 
 
 def _line_for(path: Path_, lines: Mapping[Path_, int]) -> int | None:

@@ -45,11 +45,13 @@ class Runtime:
         self.scheduler = ProbeScheduler(targets, self.sink.submit, metrics)
         self.statuses: dict[str, SloStatus] = {}
         self.last_evaluation_error: str | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._sink_task: asyncio.Task[None] | None = None
+        self._evaluator_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._tasks = [asyncio.create_task(self.sink.run(), name="result-sink"),
-                       asyncio.create_task(self._evaluate_forever(), name="slo-evaluator")]
+        self._sink_task = asyncio.create_task(self.sink.run(), name="result-sink")
+        self._evaluator_task = asyncio.create_task(self._evaluate_forever(),
+                                                   name="slo-evaluator")
         self.scheduler.start()
         log.info("probing %d targets, evaluating %d SLOs every %gs",
                  len(self.settings.targets), len(self.settings.slos),
@@ -57,15 +59,14 @@ class Runtime:
 
     async def stop(self) -> None:
         self.scheduler.shutdown()
-        sink_task, evaluator = self._tasks or (None, None)
-        if evaluator is not None:
-            evaluator.cancel()
+        if self._evaluator_task is not None:
+            self._evaluator_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await evaluator
-        if sink_task is not None:
+                await self._evaluator_task
+        if self._sink_task is not None:
             self.sink.close()
             try:
-                await asyncio.wait_for(sink_task, timeout=10)
+                await asyncio.wait_for(self._sink_task, timeout=10)
             except TimeoutError:
                 log.error("%d results could not be written before shutdown", self.sink.pending)
         await self.clients.aclose()

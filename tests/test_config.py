@@ -159,7 +159,8 @@ BAD_CONFIGS = [
         """), 5, "slos[0].target",
      "SLO 'avail' names target 'web', which is not defined (targets: api)"),
     ("duplicate-target-name",
-     TARGET + "  - name: api\n    type: http\n    url: http://127.0.0.1:10/\n", 3, "targets[1].name", "duplicate target name 'api'"),
+     TARGET + "  - name: api\n    type: http\n    url: http://127.0.0.1:10/\n",
+     3, "targets[1].name", "duplicate target name 'api'"),
     ("duplicate-slo-name", with_target("""\
         slos:
           - {name: avail, target: api, sli: availability, objective: 99}
@@ -414,3 +415,20 @@ def test_shipped_config_loads_cleanly_with_an_empty_environment() -> None:
     assert {slo.target for slo in settings.slos} == {t.name for t in settings.targets}
     # Without credentials in the environment its channels are disabled, not broken.
     assert set(loaded.disabled_channels) == {c.name for c in settings.alerting.channels}
+
+
+def test_a_key_set_twice_is_an_error_not_silently_overwritten() -> None:
+    text = "targets:\n  - name: a\n    type: http\n    url: http://x/\n    interval: 5s\n" \
+           "    interval: 10s\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "c.yaml", {})
+    [problem] = info.value.problems
+    assert (problem.line, problem.path) == (6, "targets[0].interval")
+    assert "duplicate key 'interval'" in problem.message
+
+
+def test_a_missing_variable_in_a_number_field_is_reported_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config("server:\n  port: ${PORT}\n", "c.yaml", {})
+    [problem] = info.value.problems
+    assert "PORT is not set" in problem.message

@@ -74,7 +74,7 @@ def test_every_target_runs_on_its_interval_and_lag_is_measured() -> None:
     received = run_scheduler(probes, interval=0.2, seconds=1.6, metrics=metrics)
     for probe in probes.values():
         assert 5 <= len(probe.starts) <= 8
-        gaps = [b - a for a, b in pairwise(probe.starts)]
+        gaps = [b - a for a, b in itertools.pairwise(probe.starts)]
         assert all(0.1 < gap < 0.3 for gap in gaps)
     assert {r.target for r in received} == set(probes)
     lag_count = metrics.registry.get_sample_value("primewatch_scheduler_lag_seconds_count")

@@ -7,6 +7,7 @@ counted); lag (actual start − planned start) is measured on every run.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
@@ -57,6 +58,7 @@ class ProbeScheduler:
         self._first_run: dict[str, float] = {}
         self.last_run: dict[str, float] = {}
         self.runs = 0
+        self._in_flight: set[asyncio.Task[object]] = set()
 
     @property
     def running(self) -> bool:
@@ -79,8 +81,19 @@ class ProbeScheduler:
         self._scheduler.start()
 
     def shutdown(self) -> None:
+        """Stop starting probes; runs already going are left to `drain`."""
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
+
+    async def drain(self, timeout: float) -> None:
+        """Let in-flight probes finish (their results still count), then cancel stragglers."""
+        pending = {t for t in self._in_flight if not t.done()}
+        if pending:
+            _done, late = await asyncio.wait(pending, timeout=timeout)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late, timeout=1)
 
     def _planned(self, name: str, now: float) -> float:
         first = self._first_run[name]
@@ -91,11 +104,19 @@ class ProbeScheduler:
         started = time.time()
         lag = max(0.0, started - self._planned(name, started))
         self._metrics.scheduler_lag.observe(lag)
+        task = asyncio.current_task()
+        if task is not None:
+            self._in_flight.add(task)
         try:
             result = await self._targets[name].probe.run(started)
+        except asyncio.CancelledError:
+            return  # shutting down: an unfinished probe measured nothing
         except Exception:  # boundary: a broken probe must not stop the schedule
             log.exception("probe %s raised; this is a bug in the probe", name)
             return
+        finally:
+            if task is not None:
+                self._in_flight.discard(task)
         self.last_run[name] = started
         self.runs += 1
         self._metrics.observe_probe(result)

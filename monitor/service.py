@@ -5,6 +5,8 @@ Routes stay thin: they validate input, call one of these and shape the output.
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
@@ -53,24 +55,30 @@ class MonitorService:
                                        limit=limit)
 
     def slo_statuses(self) -> list[SloStatus]:
-        now = self.clock.now()
-        return [self._evaluate(slo, now) for slo in self.settings.slos]
+        return self._evaluate(self.settings.slos, self.clock.now())
 
     def slo_status(self, name: str) -> SloStatus:
         slo = self.settings.slo(name)
         if slo is None:
             raise NotFoundError("SLO", name)
-        return self._evaluate(slo, self.clock.now())
+        return self._evaluate([slo], self.clock.now())[0]
 
-    def _evaluate(self, slo: SloConfig, now: float) -> SloStatus:
+    def _evaluate(self, slos: Sequence[SloConfig], now: float) -> list[SloStatus]:
+        """Two grouped queries per distinct SLO window, however many SLOs there are."""
         current = bucket_start(now)
-        window = int(slo.window)
-        windows = {window, *(seconds for _, seconds in BURN_WINDOWS)}
-        counts = repository.window_counts(self.engine, slo.name, current, windows)
-        bins = repository.window_bins(self.engine, slo.name, current - window + MINUTE,
-                                      current)
-        return build_status(
-            name=slo.name, target=slo.target, sli_kind=slo.sli, objective=slo.objective,
-            window_seconds=window, threshold=slo.threshold, evaluated_at=now,
-            counts=counts, bins=bins,
-        )
+        statuses: dict[str, SloStatus] = {}
+        by_window: dict[int, list[SloConfig]] = defaultdict(list)
+        for slo in slos:
+            by_window[int(slo.window)].append(slo)
+        for window, group in by_window.items():
+            names = [slo.name for slo in group]
+            windows = {window, *(seconds for _, seconds in BURN_WINDOWS)}
+            counts = repository.window_counts_many(self.engine, names, current, windows)
+            bins = repository.window_bins_many(self.engine, names,
+                                               current - window + MINUTE, current)
+            for slo in group:
+                statuses[slo.name] = build_status(
+                    name=slo.name, target=slo.target, sli_kind=slo.sli,
+                    objective=slo.objective, window_seconds=window, threshold=slo.threshold,
+                    evaluated_at=now, counts=counts[slo.name], bins=bins[slo.name])
+        return [statuses[slo.name] for slo in slos]

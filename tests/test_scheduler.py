@@ -107,3 +107,22 @@ def test_a_probe_that_raises_does_not_stop_the_schedule() -> None:
     assert time.monotonic() - started < 5
     assert len(broken.starts) >= 3  # still scheduled after raising
     assert {r.target for r in received} == {"healthy"}
+
+
+def test_shutdown_lets_running_probes_finish_so_their_results_count() -> None:
+    metrics = Metrics(CollectorRegistry())
+    probe = RecordingProbe("p", duration=0.4)
+    received: list[ProbeResult] = []
+
+    async def scenario() -> None:
+        scheduler = ProbeScheduler({"p": ScheduledTarget(target("p", 5.0), probe)},
+                                   received.append, metrics)
+        scheduler.start()
+        while not probe.starts:
+            await asyncio.sleep(0.01)
+        scheduler.shutdown()
+        await scheduler.drain(timeout=2.0)
+
+    asyncio.run(scenario())
+    assert len(probe.starts) == 1
+    assert [r.target for r in received] == ["p"]

@@ -112,39 +112,62 @@ def _stored(row: Any) -> StoredResult:
 
 def window_counts(engine: Engine, slo: str, current_bucket: int, windows: Iterable[int],
                   resolution: int = MINUTE) -> dict[int, tuple[int, int]]:
-    """(good, total) for each window (seconds) ending with the bucket `current_bucket`.
+    """(good, total) for each window (seconds) ending with the bucket `current_bucket`."""
+    return window_counts_many(engine, [slo], current_bucket, windows, resolution)[slo]
+
+
+def window_counts_many(engine: Engine, slos: Sequence[str], current_bucket: int,
+                       windows: Iterable[int], resolution: int = MINUTE,
+                       ) -> dict[str, dict[int, tuple[int, int]]]:
+    """(good, total) per SLO and window (seconds) ending with the bucket `current_bucket`.
 
     A window of W seconds covers the W/resolution buckets up to and including the current
-    one. One query with conditional sums, whatever the number of windows.
+    one. One grouped query with conditional sums, whatever the number of SLOs or windows.
     """
     windows = sorted(set(windows))
-    if not windows:
-        return {}
+    empty = {w: (0, 0) for w in windows}
+    found: dict[str, dict[int, tuple[int, int]]] = {slo: dict(empty) for slo in slos}
+    if not windows or not slos:
+        return found
     starts = {w: current_bucket - w + resolution for w in windows}
     columns = []
     for w in windows:
         inside = SloRollup.bucket_start >= starts[w]
-        columns.append(func.coalesce(func.sum(case((inside, SloRollup.good), else_=0)), 0))
-        columns.append(func.coalesce(func.sum(case((inside, SloRollup.total), else_=0)), 0))
-    query = select(*columns).where(
-        SloRollup.slo == slo, SloRollup.resolution == resolution,
-        SloRollup.bucket_start >= starts[windows[-1]],
-        SloRollup.bucket_start <= current_bucket)
+        columns.append(func.sum(case((inside, SloRollup.good), else_=0)))
+        columns.append(func.sum(case((inside, SloRollup.total), else_=0)))
+    query = (select(SloRollup.slo, *columns)
+             .where(SloRollup.slo.in_(list(slos)), SloRollup.resolution == resolution,
+                    SloRollup.bucket_start >= starts[windows[-1]],
+                    SloRollup.bucket_start <= current_bucket)
+             .group_by(SloRollup.slo))
     with engine.connect() as connection:
-        row = connection.execute(query).one()
-    return {w: (int(row[2 * i]), int(row[2 * i + 1])) for i, w in enumerate(windows)}
+        for row in connection.execute(query):
+            found[row[0]] = {w: (int(row[1 + 2 * i] or 0), int(row[2 + 2 * i] or 0))
+                             for i, w in enumerate(windows)}
+    return found
 
 
 def window_bins(engine: Engine, slo: str, first_bucket: int, last_bucket: int,
                 resolution: int = MINUTE) -> dict[int, int]:
     """The latency histogram of one SLO summed over buckets [first, last]."""
-    query = (select(LatencyBin.bin, func.sum(LatencyBin.count))
-             .where(LatencyBin.slo == slo, LatencyBin.resolution == resolution,
+    return window_bins_many(engine, [slo], first_bucket, last_bucket, resolution)[slo]
+
+
+def window_bins_many(engine: Engine, slos: Sequence[str], first_bucket: int,
+                     last_bucket: int, resolution: int = MINUTE) -> dict[str, dict[int, int]]:
+    """Latency histograms of several SLOs, each summed over buckets [first, last]."""
+    found: dict[str, dict[int, int]] = {slo: {} for slo in slos}
+    if not slos:
+        return found
+    query = (select(LatencyBin.slo, LatencyBin.bin, func.sum(LatencyBin.count))
+             .where(LatencyBin.slo.in_(list(slos)), LatencyBin.resolution == resolution,
                     LatencyBin.bucket_start >= first_bucket,
                     LatencyBin.bucket_start <= last_bucket)
-             .group_by(LatencyBin.bin))
+             .group_by(LatencyBin.slo, LatencyBin.bin))
     with engine.connect() as connection:
-        return {int(b): int(c) for b, c in connection.execute(query)}
+        for slo, bin_index, count in connection.execute(query):
+            found[slo][int(bin_index)] = int(count)
+    return found
 
 
 def rollup_series(engine: Engine, slo: str, first_bucket: int, last_bucket: int,

@@ -58,9 +58,8 @@ class Runtime:
                  self.settings.alerting.evaluate_every)
 
     async def stop(self) -> None:
-        self.scheduler.shutdown()
         longest = max((t.timeout for t in self.settings.targets), default=0.0)
-        await self.scheduler.drain(timeout=min(longest, 10.0))
+        await self.scheduler.stop(timeout=min(longest, 10.0))
         if self._evaluator_task is not None:
             self._evaluator_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -81,19 +81,19 @@ class ProbeScheduler:
         self._scheduler.start()
 
     def shutdown(self) -> None:
-        """Stop starting probes; runs already going are left to `drain`."""
+        """Stop at once; APScheduler cancels probes still running."""
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 
-    async def drain(self, timeout: float) -> None:
-        """Let in-flight probes finish (their results still count), then cancel stragglers."""
+    async def stop(self, timeout: float) -> None:
+        """Start no new probes, let running ones finish within `timeout` (their results
+        still count), then shut down."""
+        if self._scheduler.running:
+            self._scheduler.pause()
         pending = {t for t in self._in_flight if not t.done()}
         if pending:
-            _done, late = await asyncio.wait(pending, timeout=timeout)
-            for task in late:
-                task.cancel()
-            if late:
-                await asyncio.wait(late, timeout=1)
+            await asyncio.wait(pending, timeout=timeout)
+        self.shutdown()
 
     def _planned(self, name: str, now: float) -> float:
         first = self._first_run[name]

@@ -120,8 +120,7 @@ def test_shutdown_lets_running_probes_finish_so_their_results_count() -> None:
         scheduler.start()
         while not probe.starts:
             await asyncio.sleep(0.01)
-        scheduler.shutdown()
-        await scheduler.drain(timeout=2.0)
+        await scheduler.stop(timeout=2.0)
 
     asyncio.run(scenario())
     assert len(probe.starts) == 1

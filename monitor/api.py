@@ -179,6 +179,6 @@ def slo_json(status: SloStatus) -> dict[str, Any]:
         "burn_rates": status.burn_rates,
         "windows": [{"window": w.window, "good": w.good, "total": w.total, "sli": w.sli,
                      "burn_rate": w.burn_rate} for w in status.windows],
-        "latency_seconds": status.latency,
+        "percentiles": status.latency,  # seconds; a threshold SLO: its value
         "evaluated_at": _iso(status.evaluated_at),
     }

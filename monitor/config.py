@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
 from pydantic import Field, SecretStr, model_validator
 
-from monitor.units import Duration, Percent
+from monitor.units import Duration, Percent, parse_duration, parse_size
 from probes import REGISTRY
 from probes.base import StrictModel, TargetConfig
 
@@ -72,19 +72,45 @@ class SloConfig(StrictModel):
 
     name: Name
     target: Name
-    sli: Literal["availability", "latency"]
+    sli: Literal["availability", "latency", "ratio", "threshold"]
     objective: Percent
     window: Duration = 30 * 86400.0
-    threshold: Duration | None = None
+    threshold: float | None = None
+    stream: str | None = None
+    value: str | None = None
+    comparison: Literal["<=", ">="] = "<="
+    region: str | None = None
     description: str = ""
     labels: dict[str, str] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _parse_threshold(cls, data: Any) -> Any:
+        """Latency thresholds are durations (`200ms`); a threshold SLO's may be a plain
+        number or a duration or a size (`10GB`), whatever its value measures."""
+        if isinstance(data, dict) and isinstance(data.get("threshold"), str):
+            raw = data["threshold"]
+            for parse in (parse_duration, parse_size):
+                try:
+                    return {**data, "threshold": float(parse(raw))}
+                except ValueError:
+                    continue
+            raise ValueError(f"invalid threshold {raw!r}: expected a duration (200ms), "
+                             "a size (10GB) or a number")
+        return data
+
     @model_validator(mode="after")
-    def _threshold_matches_sli(self) -> SloConfig:
-        if self.sli == "latency" and self.threshold is None:
-            raise ValueError("a latency SLO needs `threshold` (e.g. threshold: 200ms)")
-        if self.sli != "latency" and self.threshold is not None:
-            raise ValueError(f"`threshold` does not apply to sli: {self.sli}")
+    def _fields_match_sli(self) -> SloConfig:
+        needs = {"latency": ("threshold",), "ratio": ("stream",),
+                 "threshold": ("threshold", "value"), "availability": ()}[self.sli]
+        for key in needs:
+            if getattr(self, key) is None:
+                example = {"threshold": "threshold: 200ms", "stream": "stream: cache",
+                           "value": "value: query_seconds"}[key]
+                raise ValueError(f"a {self.sli} SLO needs `{key}` (e.g. {example})")
+        for key in ("threshold", "stream", "value"):
+            if key not in needs and getattr(self, key) is not None:
+                raise ValueError(f"`{key}` does not apply to sli: {self.sli}")
         if self.window < 3600:
             raise ValueError("`window` must be at least 1h")
         return self

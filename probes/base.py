@@ -7,11 +7,13 @@ never raise into the scheduler; they return a failed result with an `error_class
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from monitor.units import Duration
+from probes.http_client import HttpClientPool
 
 
 class ErrorClass:
@@ -28,11 +30,18 @@ class ErrorClass:
     INVALID_JSON = "invalid_json"
     TOO_LARGE = "too_large"
     SLOW = "slow"
+    REDIRECTS = "redirects"
+    CERT_EXPIRING = "cert_expiring"
+    INVALID_METRICS = "invalid_metrics"
+    QUERY = "query"
+    AUTH = "auth"
+    UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
 
     ALL: ClassVar[tuple[str, ...]] = (
         TIMEOUT, REFUSED, DNS, TLS, CONNECTION, PROTOCOL, HTTP_STATUS,
-        ASSERTION, INVALID_JSON, TOO_LARGE, SLOW, INTERNAL,
+        ASSERTION, INVALID_JSON, TOO_LARGE, SLOW, REDIRECTS, CERT_EXPIRING,
+        INVALID_METRICS, QUERY, AUTH, UNAVAILABLE, INTERNAL,
     )
 
 
@@ -51,6 +60,8 @@ class ProbeResult:
     cert_days_left: float | None = None
     response_bytes: int | None = None
     values: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, tuple[float, float]] = field(default_factory=dict)
+    details: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-ready view, used by `primewatch probe --json` and the API."""
@@ -66,6 +77,9 @@ class ProbeResult:
             "cert_days_left": self.cert_days_left,
             "response_bytes": self.response_bytes,
             "values": dict(self.values),
+            "counts": {name: {"good": good, "total": total}
+                       for name, (good, total) in self.counts.items()},
+            "details": dict(self.details),
         }
 
 
@@ -99,3 +113,19 @@ class Probe(Protocol):
     async def aclose(self) -> None:
         """Release connections or clients the probe owns."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeContext:
+    """What probes may share: the HTTP clients and this instance's region label."""
+
+    clients: HttpClientPool
+    region: str = "local"
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeKind:
+    """One registry entry: the config model and how to build a probe from it."""
+
+    config_model: type[TargetConfig]
+    build: Callable[[Any, ProbeContext], Probe]

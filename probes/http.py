@@ -21,7 +21,7 @@ import httpx
 from pydantic import ConfigDict, Field, field_validator
 
 from monitor.units import ByteSize, Duration
-from probes.base import ErrorClass, ProbeResult, StrictModel, TargetConfig
+from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, StrictModel, TargetConfig
 from probes.http_client import HttpClientPool
 
 log = logging.getLogger(__name__)
@@ -252,3 +252,10 @@ def _cert_days_left(response: httpx.Response) -> float | None:
 def _short(value: object) -> str:
     text = str(value)
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _build(config: HttpTarget, ctx: ProbeContext) -> HttpProbe:
+    return HttpProbe(config, clients=ctx.clients, region=ctx.region)
+
+
+KIND = ProbeKind(HttpTarget, _build)

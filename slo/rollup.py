@@ -1,4 +1,4 @@
-"""Turning probe events into per-SLO bucket deltas: (good, total) and latency bins.
+"""Turning probe events into per-SLO bucket deltas: (good, total) and value bins.
 
 Pure: the storage layer adds these deltas to stored rows (an upsert that sums), so
 writers in several batches, threads or instances combine correctly.
@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from slo.sketch import add_to_bins
-from slo.sli import SliDefinition, is_good
+from slo.sli import Event, SliDefinition, binned_value, event_counts
 
 MINUTE = 60
 
@@ -23,19 +22,6 @@ class BucketDelta:
     good: int = 0
     total: int = 0
     bins: dict[int, int] = field(default_factory=dict)
-
-
-class Event(Protocol):
-    """What rollups need of a probe result."""
-
-    @property
-    def target(self) -> str: ...
-    @property
-    def started_at(self) -> float: ...
-    @property
-    def ok(self) -> bool: ...
-    @property
-    def latency(self) -> float: ...
 
 
 def bucket_start(timestamp: float, resolution: int = MINUTE) -> int:
@@ -50,24 +36,26 @@ def rollup_deltas(
 ) -> dict[tuple[str, int], BucketDelta]:
     """Classify each event for every SLO of its target and sum per (SLO, bucket).
 
-    Latency bins hold successful probes only: a failed probe's duration is a timeout or
-    an error, not a response time.
+    Bins hold the latency of successful probes (or the measured value of a threshold
+    SLO): a failed probe's duration is a timeout or an error, not a response time.
     """
     deltas: dict[tuple[str, int], BucketDelta] = {}
     for event in events:
         definitions = slos_by_target.get(event.target)
         if not definitions:
             continue
-        ok, latency = event.ok, event.latency
         start = bucket_start(event.started_at, resolution)
         for definition in definitions:
+            counted = event_counts(definition, event)
+            if counted is None:
+                continue
             key = (definition.name, start)
             delta = deltas.get(key)
             if delta is None:
                 delta = deltas[key] = BucketDelta()
-            delta.total += 1
-            if is_good(definition, ok, latency):
-                delta.good += 1
-            if ok:
-                add_to_bins(delta.bins, latency)
+            delta.good += counted[0]
+            delta.total += counted[1]
+            value = binned_value(definition, event)
+            if value is not None and value >= 0:
+                add_to_bins(delta.bins, value)
     return deltas

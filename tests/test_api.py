@@ -127,7 +127,7 @@ def test_slo_status_matches_the_stored_events(client: httpx.Client) -> None:
     assert availability["error_budget_remaining"] == pytest.approx(1 - 15 / 1.5)
     assert availability["burn_rates"]["1h"] == pytest.approx(10.0)
     detail = client.get("/api/v1/slos/api-latency").json()
-    assert detail["latency_seconds"]["p95"] == pytest.approx(0.05, rel=0.02)
+    assert detail["percentiles"]["p95"] == pytest.approx(0.05, rel=0.02)
     assert detail["window"] == "1d"
 
 

@@ -208,7 +208,7 @@ def test_db_upgrade_creates_the_schema_and_is_repeatable(
     assert main(["--config", str(path), "db", "upgrade"]) == EXIT_OK
     assert (tmp_path / "x.db").exists()
     assert main(["--config", str(path), "db", "upgrade"]) == EXIT_OK
-    assert capsys.readouterr().out.splitlines() == ["database at revision 0001"] * 2
+    assert capsys.readouterr().out.splitlines() == ["database at revision 0002"] * 2
 
 
 def test_slo_status_before_db_upgrade_says_what_to_run(

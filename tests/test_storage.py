@@ -19,6 +19,7 @@ from slo.rollup import bucket_start, rollup_deltas
 from tests.conftest import make_settings
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z, on a minute boundary
+HEAD_REVISION = "0002"
 
 
 def result(offset: float, ok: bool = True, latency: float = 0.05, target: str = "api",
@@ -28,7 +29,7 @@ def result(offset: float, ok: bool = True, latency: float = 0.05, target: str = 
 
 
 def test_migrations_create_every_table_and_match_the_models(engine: Engine) -> None:
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == HEAD_REVISION
     tables = set(inspect(engine).get_table_names())
     assert {"probe_results", "slo_rollups", "latency_bins", "alembic_version"} <= tables
     with engine.connect() as connection:
@@ -38,7 +39,7 @@ def test_migrations_create_every_table_and_match_the_models(engine: Engine) -> N
 
 def test_upgrade_twice_is_harmless(engine: Engine) -> None:
     upgrade(engine)
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == HEAD_REVISION
 
 
 def test_sqlite_runs_in_wal_mode(sqlite_engine: Engine) -> None:
@@ -50,7 +51,8 @@ def test_sqlite_runs_in_wal_mode(sqlite_engine: Engine) -> None:
 def test_results_round_trip_with_every_field(engine: Engine) -> None:
     original = result(1.5, ok=False, latency=0.25, error_class="http_status", error="status 500",
                       cert_days_left=12.5, response_bytes=42, region="eu",
-                      values={"x": 1.0})
+                      values={"x": 1.0}, counts={"cache": (7.0, 10.0)},
+                      details={"cdn_cache": "HIT"})
     repository.write_batch(engine, [original], {})
     stored = repository.latest_results(engine)["api"]
     assert stored.result == original

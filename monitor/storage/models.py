@@ -44,6 +44,8 @@ class ProbeResultRow(Base):
     cert_days_left: Mapped[float | None] = mapped_column(Float(precision=53))
     response_bytes: Mapped[int | None] = mapped_column(BigInteger)
     values: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    counts: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
     __table_args__ = (Index("ix_probe_results_target_started_at", "target", "started_at"),)
 

@@ -18,7 +18,7 @@ from probes.base import ProbeResult
 from slo.rollup import MINUTE, BucketDelta
 
 _RESULT_COLUMNS = ("target", "region", "started_at", "ok", "latency", "status_code",
-                   "error_class", "error", "cert_days_left", "response_bytes", "values")
+                   "error_class", "error", "cert_days_left", "response_bytes")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +52,8 @@ def write_batch(engine: Engine, results: Sequence[ProbeResult],
 def _row(result: ProbeResult) -> dict[str, Any]:
     row = {name: getattr(result, name) for name in _RESULT_COLUMNS}
     row["values"] = result.values or None
+    row["counts"] = {k: list(v) for k, v in result.counts.items()} or None
+    row["details"] = result.details or None
     return row
 
 
@@ -101,13 +103,13 @@ def results_page(engine: Engine, target: str, *, since: float | None, before_id:
 
 
 def _stored(row: Any) -> StoredResult:
-    values = row["values"] or {}
+    counts = {k: (float(v[0]), float(v[1])) for k, v in (row["counts"] or {}).items()}
     return StoredResult(row["id"], ProbeResult(
         target=row["target"], started_at=row["started_at"], ok=bool(row["ok"]),
         latency=row["latency"], region=row["region"], status_code=row["status_code"],
         error_class=row["error_class"], error=row["error"],
         cert_days_left=row["cert_days_left"], response_bytes=row["response_bytes"],
-        values=dict(values)))
+        values=dict(row["values"] or {}), counts=counts, details=dict(row["details"] or {})))
 
 
 def window_counts(engine: Engine, slo: str, current_bucket: int, windows: Iterable[int],

@@ -49,6 +49,9 @@ class Metrics:
         self.cert_days_left = Gauge("primewatch_probe_tls_cert_days_left",
                                     "Days until the target's TLS certificate expires",
                                     ["target"], registry=r)
+        self.cold_starts = Counter("primewatch_probe_cold_starts_total",
+                                   "Probes that met a cold start (slow answer after idle)",
+                                   ["target"], registry=r)
         self.scheduler_lag = Histogram("primewatch_scheduler_lag_seconds",
                                        "Delay between a probe's planned and actual start",
                                        buckets=LAG_BUCKETS, registry=r)
@@ -89,6 +92,8 @@ class Metrics:
         self.probes_total.labels(target, "ok" if result.ok else result.error_class or "error").inc()
         if result.cert_days_left is not None:
             self.cert_days_left.labels(target).set(result.cert_days_left)
+        if result.values.get("cold_start"):
+            self.cold_starts.labels(target).inc()
 
     def observe_slo(self, status: SloStatus) -> None:
         name = status.name

@@ -13,7 +13,6 @@ import logging
 import socket
 import ssl
 import time
-from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,6 +22,8 @@ from pydantic import ConfigDict, Field, field_validator
 from monitor.units import ByteSize, Duration
 from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, StrictModel, TargetConfig
 from probes.http_client import HttpClientPool
+from probes.http_fetch import Fetched, FetchFailed, fetch
+from probes.http_signals import ColdStartDetector, cdn_cache_status
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class HttpExpect(StrictModel):
     body_contains: str | None = None
     json_fields: dict[str, Any] | None = Field(default=None, alias="json")
     max_latency: Duration | None = None
+    cert_min_days: float | None = Field(default=None, ge=0)
 
     def status_ok(self, code: int) -> bool:
         return code in self.status if self.status else 200 <= code < 300
@@ -48,6 +50,15 @@ class TlsOptions(StrictModel):
 
     verify: bool = True
     ca_file: str | None = None
+
+
+class ColdStartOptions(StrictModel):
+    """How to tell a cold start from an ordinary slow answer (see ColdStartDetector)."""
+
+    idle_after: Duration = 0.0
+    factor: float = Field(default=3.0, gt=1.0)
+    min_latency: Duration | None = None
+    history: int = Field(default=20, ge=3, le=1000)
 
 
 class HttpTarget(TargetConfig):
@@ -62,6 +73,10 @@ class HttpTarget(TargetConfig):
     max_body: ByteSize = 1024 * 1024
     tls: TlsOptions = Field(default_factory=TlsOptions)
     keepalive: bool = False
+    follow_redirects: bool = True
+    max_redirects: int = Field(default=5, ge=0, le=30)
+    record_headers: list[str] = Field(default_factory=list)
+    cold_start: ColdStartOptions | None = None
 
     @field_validator("url")
     @classmethod
@@ -96,6 +111,10 @@ class HttpProbe:
             verify=config.tls.verify, ca_file=config.tls.ca_file, keepalive=config.keepalive
         )
         self._timeout = httpx.Timeout(config.timeout)
+        cold = config.cold_start
+        self._cold_starts = None if cold is None else ColdStartDetector(
+            idle_after=cold.idle_after, factor=cold.factor, min_latency=cold.min_latency,
+            history=cold.history)
 
     async def run(self, started_at: float) -> ProbeResult:
         t0 = time.perf_counter()
@@ -115,42 +134,52 @@ class HttpProbe:
 
     async def _measure(self, started_at: float, t0: float) -> ProbeResult:
         config = self.config
-        request = self._client.build_request(
-            config.method, config.url, headers=config.headers,
-            content=config.body.encode() if config.body is not None else None,
-            timeout=self._timeout,
-        )
-        response = await self._client.send(request, stream=True)
         try:
-            cert_days = _cert_days_left(response)
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > config.max_body:
-                return self._fail(started_at, t0, ErrorClass.TOO_LARGE,
-                                  f"body of {int(declared)} bytes exceeds max_body "
-                                  f"{config.max_body}", response.status_code, cert_days)
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > config.max_body:
-                    return self._fail(started_at, t0, ErrorClass.TOO_LARGE,
-                                      f"body exceeds max_body {config.max_body} bytes",
-                                      response.status_code, cert_days)
-                chunks.append(chunk)
-        finally:
-            await response.aclose()
+            fetched = await fetch(
+                self._client, config.method, config.url, headers=config.headers,
+                body=config.body.encode() if config.body is not None else None,
+                timeout=self._timeout, max_body=config.max_body,
+                follow_redirects=config.follow_redirects, max_redirects=config.max_redirects)
+        except FetchFailed as failed:
+            return self._fail(started_at, t0, failed.error_class, str(failed),
+                              failed.status_code, failed.cert_days_left)
         latency = time.perf_counter() - t0
-        body = b"".join(chunks)
         result = ProbeResult(
             target=config.name, started_at=started_at, ok=True, latency=latency,
-            region=self.region, status_code=response.status_code,
-            cert_days_left=cert_days, response_bytes=size,
+            region=self.region, status_code=fetched.status_code,
+            cert_days_left=fetched.cert_days_left, response_bytes=len(fetched.body),
         )
-        failure = self._check(response.status_code, body, latency)
+        self._record_signals(result, fetched)
+        failure = self._check(fetched.status_code, fetched.body, latency)
+        if failure is None and config.expect.cert_min_days is not None \
+                and fetched.cert_days_left is not None \
+                and fetched.cert_days_left < config.expect.cert_min_days:
+            failure = (ErrorClass.CERT_EXPIRING,
+                       f"certificate expires in {fetched.cert_days_left:.1f} days, under "
+                       f"cert_min_days {config.expect.cert_min_days:g}")
         if failure is not None:
             result.ok = False
             result.error_class, result.error = failure
+        if self._cold_starts is not None:
+            cold = self._cold_starts.observe(started_at, latency, result.ok)
+            result.values["cold_start"] = 1.0 if cold else 0.0
+            if result.ok:
+                result.counts["warm"] = (0.0 if cold else 1.0, 1.0)
         return result
+
+    def _record_signals(self, result: ProbeResult, fetched: Fetched) -> None:
+        """Redirects, CDN cache status and chosen headers, for SLOs and dashboards."""
+        if fetched.redirects:
+            result.values["redirects"] = float(fetched.redirects)
+            result.details["final_url"] = redact_url(fetched.url)
+        cache = cdn_cache_status(fetched.headers)
+        if cache is not None:
+            result.details["cdn_cache"] = cache[0][:100]
+            result.counts["cdn"] = (1.0 if cache[1] else 0.0, 1.0)
+        for name in self.config.record_headers:
+            value = fetched.headers.get(name)
+            if value is not None:
+                result.details[f"header.{name.lower()}"] = value[:200]
 
     def _check(self, status: int, body: bytes, latency: float) -> tuple[str, str] | None:
         expect = self.config.expect
@@ -232,21 +261,6 @@ def classify_transport_error(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, httpx.ProtocolError | httpx.DecodingError):
         return ErrorClass.PROTOCOL, f"protocol error: {_short(text) or type(exc).__name__}"
     return ErrorClass.CONNECTION, f"{type(exc).__name__}: {_short(text)}"
-
-
-def _cert_days_left(response: httpx.Response) -> float | None:
-    stream = response.extensions.get("network_stream")
-    if stream is None:
-        return None
-    ssl_object = stream.get_extra_info("ssl_object")
-    if ssl_object is None:
-        return None
-    cert = ssl_object.getpeercert()
-    not_after = cert.get("notAfter") if cert else None
-    if not not_after:
-        return None
-    expires = datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), UTC)
-    return round((expires - datetime.now(UTC)).total_seconds() / 86400.0, 2)
 
 
 def _short(value: object) -> str:

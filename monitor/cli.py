@@ -117,10 +117,11 @@ def _probe(loaded: LoadedConfig, args: argparse.Namespace) -> int:
 
     async def once() -> object:
         clients = HttpClientPool()
+        probe = build_probe(target, ProbeContext(clients, loaded.settings.region))
         try:
-            probe = build_probe(target, ProbeContext(clients, loaded.settings.region))
             return await probe.run(time.time())
         finally:
+            await probe.aclose()
             await clients.aclose()
 
     result = asyncio.run(once())
@@ -135,7 +136,11 @@ def _probe(loaded: LoadedConfig, args: argparse.Namespace) -> int:
             if data[key] is not None:
                 console.print(f"  {key}: {data[key]}")
         for key, value in data["values"].items():
-            console.print(f"  {key}: {value}")
+            console.print(f"  {key}: {value:g}")
+        for key, count in data["counts"].items():
+            console.print(f"  {key}: {count['good']:g} good of {count['total']:g}")
+        for key, text in data["details"].items():
+            console.print(f"  {key}: {text}")
     return EXIT_OK if data["ok"] else EXIT_FAILED
 
 

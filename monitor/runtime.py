@@ -37,6 +37,7 @@ class Runtime:
         context = ProbeContext(clients=self.clients, region=settings.region)
         targets = {t.name: ScheduledTarget(t, build_probe(t, context))
                    for t in settings.targets}
+        self._probes = [t.probe for t in targets.values()]
         storage = settings.storage
         self.sink = ResultSink(ResultWriter(engine, settings.slos), metrics,
                                batch_size=storage.batch_size,
@@ -70,6 +71,11 @@ class Runtime:
                 await asyncio.wait_for(self._sink_task, timeout=10)
             except TimeoutError:
                 log.error("%d results could not be written before shutdown", self.sink.pending)
+        for probe in self._probes:
+            try:
+                await probe.aclose()
+            except Exception as exc:  # boundary: one probe's cleanup must not stop the rest
+                log.warning("closing a probe failed: %s", type(exc).__name__)
         await self.clients.aclose()
 
     async def evaluate_once(self) -> list[SloStatus]:

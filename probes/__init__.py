@@ -7,12 +7,13 @@ target into a runnable `Probe`.
 
 from __future__ import annotations
 
-from probes import http
+from probes import http, mongodb
 from probes.base import ErrorClass, Probe, ProbeContext, ProbeKind, ProbeResult, TargetConfig
 from probes.http_client import HttpClientPool
 
 REGISTRY: dict[str, ProbeKind] = {
     "http": http.KIND,
+    "mongodb": mongodb.KIND,
 }
 
 

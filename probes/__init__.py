@@ -7,13 +7,15 @@ target into a runnable `Probe`.
 
 from __future__ import annotations
 
-from probes import http, mongodb
+from probes import browser, http, mongodb, page
 from probes.base import ErrorClass, Probe, ProbeContext, ProbeKind, ProbeResult, TargetConfig
 from probes.http_client import HttpClientPool
 
 REGISTRY: dict[str, ProbeKind] = {
     "http": http.KIND,
     "mongodb": mongodb.KIND,
+    "page": page.KIND,
+    "browser": browser.KIND,
 }
 
 

@@ -7,7 +7,7 @@ target into a runnable `Probe`.
 
 from __future__ import annotations
 
-from probes import browser, http, mongodb, page
+from probes import browser, http, mongodb, page, redis, sql
 from probes.base import ErrorClass, Probe, ProbeContext, ProbeKind, ProbeResult, TargetConfig
 from probes.http_client import HttpClientPool
 
@@ -16,6 +16,8 @@ REGISTRY: dict[str, ProbeKind] = {
     "mongodb": mongodb.KIND,
     "page": page.KIND,
     "browser": browser.KIND,
+    "redis": redis.KIND,
+    "sql": sql.KIND,
 }
 
 

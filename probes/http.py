@@ -65,7 +65,7 @@ class HttpTarget(TargetConfig):
     """An HTTP(S) endpoint probed with one request per interval."""
 
     type: Literal["http"] = "http"
-    url: str
+    url: str = Field(repr=False)  # may carry credentials
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None

@@ -7,7 +7,7 @@ target into a runnable `Probe`.
 
 from __future__ import annotations
 
-from probes import browser, http, mongodb, page, redis, sql
+from probes import browser, http, mongodb, page, prometheus, promql, redis, sql
 from probes.base import ErrorClass, Probe, ProbeContext, ProbeKind, ProbeResult, TargetConfig
 from probes.http_client import HttpClientPool
 
@@ -18,6 +18,8 @@ REGISTRY: dict[str, ProbeKind] = {
     "browser": browser.KIND,
     "redis": redis.KIND,
     "sql": sql.KIND,
+    "prometheus": prometheus.KIND,
+    "promql": promql.KIND,
 }
 
 

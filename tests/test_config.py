@@ -93,12 +93,12 @@ BAD_CONFIGS = [
           - name: api
             type: ftp
             url: http://127.0.0.1:9/
-        """, 3, "targets[0].type", "`type` must be one of 'http'"),
+        """, 3, "targets[0].type", "`type` must be one of 'http', 'mongodb'"),
     ("missing-target-type", """\
         targets:
           - name: api
             url: http://127.0.0.1:9/
-        """, 2, "targets[0]", "required key 'type' is missing (one of 'http')"),
+        """, 2, "targets[0]", "required key 'type' is missing (one of 'http', 'mongodb'"),
     ("missing-channel-type", """\
         alerting:
           channels:

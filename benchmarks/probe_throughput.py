@@ -1,29 +1,35 @@
-"""Probe throughput: primewatch's real runtime against a bare httpx loop, on one core.
+"""Probe throughput: primewatch's real runtime against its peer and a bare httpx loop.
 
 Why this shape: the question is what the whole service costs per probe (scheduler,
-httpx, metrics, the result sink and SQLite storage with SLO rollups, the SLO evaluator)
-and whether it holds a schedule, so the primewatch run builds the real `Runtime` from
-`Settings`. Beside it, in the same run, against the same target server at the same
-rate and CPU pinning, a bare httpx loop (one shared AsyncClient, keep-alive off, no
-storage) shows how much of that cost is httpx itself — the floor primewatch can reach
-without changing HTTP clients.
+httpx, metrics, the result sink and SQLite storage with SLO rollups, the SLO evaluator),
+whether it holds a schedule, and how that compares with what people run instead. So in
+one run, against the same target server, at the same rate and on the same pinned CPU:
 
-Layout (all loopback, every process bounded in time and killed at the end):
+  * primewatch — the real `Runtime` built from `Settings` (`--mixed`: with the other
+    probe kinds in proportion, see `mixed.py`);
+  * peer — Prometheus + blackbox_exporter, Prometheus scraping blackbox's `/probe` for
+    every target at the same interval and storing the result (see `peer.py`);
+  * baseline — a bare httpx loop (one shared AsyncClient, keep-alive off, no storage):
+    the floor primewatch can reach without changing HTTP clients.
+
+Layout (all loopback, every process bounded in time and killed at the end, also on
+Ctrl-C — see `procs.py`):
   * target server (`benchmarks/targets.py`), pinned to --target-cpu;
-  * one child process per measured run, pinned to --prober-cpu, so each run has its
-    own interpreter, its own peak RSS and nothing left over from the previous run.
+  * one measured side at a time, pinned to --prober-cpu: a fresh Python child per run
+    (its own interpreter and peak RSS), or the peer's two Go processes.
 
-Each child measures only the window after --warmup: completed probes, CPU time from
-`getrusage(RUSAGE_SELF)` (the sink's writer thread and the SLO evaluator's thread are
-in the same process, so they are counted; the event-loop thread's share is reported
-separately from /proc), schedule lag (actual start − planned start) from raw samples,
-probe latency, failures, and peak RSS. The target server's request and connection
-counters check that every probe really reached it and that it was never the bottleneck.
+Each side is measured only over the window after --warmup: completed probes, CPU time
+(Python: `getrusage(RUSAGE_SELF)`, so the sink's writer thread and the SLO evaluator's
+thread are counted, the event-loop thread's share reported from /proc; peer: utime+stime
+of both processes), schedule lag (actual − planned start, raw samples; the peer has none),
+interval jitter between consecutive probes of one target (all sides), failures and peak
+RSS. The target server's counters check that every probe reached it.
 
-    python benchmarks/probe_throughput.py [--targets 1000 --rate 200 --duration 30 --warmup 10]
+    python benchmarks/probe_throughput.py --targets 2000 --rate 400 --sides primewatch,peer,baseline
 
-Prints a table (medians over --repeat runs, ratio primewatch/baseline) and writes JSON
-to benchmarks/results/probe_throughput-<timestamp>.json.
+Prints a side-by-side table (medians over --repeat runs, primewatch/peer and
+primewatch/baseline ratios) and the goal verdict, and writes JSON to
+benchmarks/results/probe_throughput-<timestamp>.json.
 """
 
 from __future__ import annotations
@@ -31,38 +37,38 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import importlib.metadata
 import json
 import math
 import os
-import platform
 import resource
 import select
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeVar
 
+import mixed
+import peer
+import report
+from procs import spawn, stop, stop_all
+from profiling import MODES as PROFILE_MODES
+from profiling import WindowProfiler, begin_process
 from targets import HOST, die_with_parent, pin_to_cpu
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-RESULTS_DIR = HERE / "results"
-GOAL_RATE = 200.0  # probes/s on one core, from the issue
-GOAL_LAG_P99_MS = 100.0
 RESULT_PREFIX = "RESULT "
-KINDS = ("primewatch", "baseline")
+CHILD_SIDES = ("primewatch", "baseline")
 T = TypeVar("T")
 
 
@@ -102,6 +108,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[rank - 1]
 
 
+def preempted(tid: int) -> int:
+    """Involuntary context switches of one thread of this process (0 if gone).
+
+    Why: the prober CPU is not reserved; other processes the kernel runs on it take the
+    CPU from the event loop, which shows up as lag. A high count in a window says the
+    lag was (partly) the machine, not primewatch.
+    """
+    try:
+        status = Path(f"/proc/self/task/{tid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("nonvoluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    return 0
+
+
 @dataclass(slots=True)
 class Snapshot:
     """The counters a window is the difference of."""
@@ -109,10 +132,11 @@ class Snapshot:
     wall: float
     cpu: float
     loop_cpu: float
+    loop_preempted: int
 
     @classmethod
     def take(cls, loop_tid: int) -> Snapshot:
-        return cls(time.time(), process_cpu(), thread_cpu(loop_tid))
+        return cls(time.time(), process_cpu(), thread_cpu(loop_tid), preempted(loop_tid))
 
 
 @dataclass
@@ -124,36 +148,93 @@ class Recorder:
     """
 
     lags: list[tuple[float, float]] = field(default_factory=list)
-    probes: list[tuple[float, float, bool, str | None]] = field(default_factory=list)
+    # (completed at, latency, ok, error class, target, started at)
+    probes: list[tuple[float, float, bool, str | None, str, float]] = field(
+        default_factory=list)
     slo_publish_s: float = 0.0  # time spent in Metrics.observe_slo, on the event loop
 
     def lag(self, seconds: float) -> None:
         self.lags.append((time.time(), seconds))
 
-    def probe(self, latency: float, ok: bool, error_class: str | None) -> None:
-        self.probes.append((time.time(), latency, ok, error_class))
+    def probe(self, latency: float, ok: bool, error_class: str | None, target: str,
+              started_at: float) -> None:
+        self.probes.append((time.time(), latency, ok, error_class, target, started_at))
 
 
 async def measure_window(warmup: float, duration: float, loop_tid: int,
-                         sample: Callable[[], float] | None = None
-                         ) -> tuple[Snapshot, Snapshot, float]:
+                         sample: Callable[[], float] | None = None,
+                         profiler: WindowProfiler | None = None
+                         ) -> tuple[Snapshot, Snapshot, float, dict[str, Any]]:
     """Wait out the warm-up, then snapshot both ends of the window.
 
-    `sample` (e.g. the sink's backlog) is polled every 0.5 s and its maximum returned.
+    `sample` (e.g. the sink's backlog) is polled every 0.5 s and its maximum returned;
+    `profiler` runs over the window only, and its summary is returned.
     """
     await asyncio.sleep(warmup)
     start = Snapshot.take(loop_tid)
+    if profiler is not None:
+        profiler.start()
     deadline = time.monotonic() + duration
     peak = 0.0
     while (left := deadline - time.monotonic()) > 0:
         await asyncio.sleep(min(0.5, left))
         if sample is not None:
             peak = max(peak, sample())
-    return start, Snapshot.take(loop_tid), peak
+    end = Snapshot.take(loop_tid)
+    profile = profiler.stop() if profiler is not None else {}
+    return start, end, peak, profile
 
 
-def summarize(recorder: Recorder, start: Snapshot, end: Snapshot) -> dict[str, Any]:
-    """The figures both kinds report, computed the same way for both."""
+def interval_jitter(probes: list[tuple[float, float, bool, str | None, str, float]],
+                    start: float, end: float, interval: float) -> dict[str, Any]:
+    """Spread of the actual interval between consecutive starts of one target.
+
+    The same figure Prometheus reports for its scrapes
+    (`prometheus_target_interval_length_seconds`), so the sides compare like with like:
+    jitter = max(p99 − nominal, nominal − p1) over every consecutive pair in the window.
+    """
+    starts: dict[str, list[float]] = defaultdict(list)
+    for p in probes:
+        if start <= p[5] < end:
+            starts[p[4]].append(p[5])
+    intervals: list[float] = []
+    for times in starts.values():
+        times.sort()
+        intervals += [b - a for a, b in pairwise(times)]
+    p1, p50, p99 = (percentile(intervals, q) for q in (1, 50, 99))
+    return {
+        "interval_samples": len(intervals),
+        "interval_p1_s": round(p1, 4), "interval_p50_s": round(p50, 4),
+        "interval_p99_s": round(p99, 4),
+        "interval_jitter_ms": round(1000 * max(p99 - interval, interval - p1), 3),
+    }
+
+
+def by_kind(inside: list[tuple[float, float, bool, str | None, str, float]],
+            kind_of: dict[str, str], window: float) -> dict[str, dict[str, Any]]:
+    """Per probe kind (`--mixed`): targets, probes, failures and latency in the window."""
+    groups: dict[str, list[tuple[float, float, bool, str | None, str, float]]] = \
+        defaultdict(list)
+    for p in inside:
+        groups[kind_of.get(p[4], "?")].append(p)
+    targets = Counter(kind_of.values())
+    out = {}
+    for kind in sorted(targets, key=lambda k: -targets[k]):
+        rows = groups.get(kind, [])
+        latencies = [p[1] for p in rows if p[2]]
+        failures = Counter(p[3] or "error" for p in rows if not p[2])
+        out[kind] = {
+            "targets": targets[kind], "probes": len(rows), "rate": round(len(rows) / window, 2),
+            "failures": sum(failures.values()), "failure_classes": dict(failures),
+            "latency_p50_ms": round(1000 * percentile(latencies, 50), 3),
+            "latency_p99_ms": round(1000 * percentile(latencies, 99), 3),
+        }
+    return out
+
+
+def summarize(recorder: Recorder, start: Snapshot, end: Snapshot,
+              interval: float) -> dict[str, Any]:
+    """The figures both Python sides report, computed the same way for both."""
     window = end.wall - start.wall
     inside = [p for p in recorder.probes if start.wall <= p[0] < end.wall]
     window_lags = [(t, lag) for t, lag in recorder.lags if start.wall <= t < end.wall]
@@ -175,9 +256,11 @@ def summarize(recorder: Recorder, start: Snapshot, end: Snapshot) -> dict[str, A
         "loop_thread_cpu_s": round(loop_cpu, 2),
         # Per-thread times tick at 10 ms, getrusage at 1 µs: clamp the rounding residue.
         "other_threads_cpu_s": round(max(0.0, cpu - loop_cpu), 2),
+        "loop_preempted": end.loop_preempted - start.loop_preempted,
         "lag_samples": len(lags),
         "lag_p50_ms": round(1000 * percentile(lags, 50), 3),
         "lag_p99_ms": round(1000 * percentile(lags, 99), 3),
+        "schedule_p99_ms": round(1000 * percentile(lags, 99), 3),
         "lag_max_ms": round(1000 * max(lags, default=math.nan), 3),
         "lag_max_at_s": round(max(window_lags, key=lambda x: x[1])[0] - start.wall, 2)
         if window_lags else None,
@@ -187,6 +270,7 @@ def summarize(recorder: Recorder, start: Snapshot, end: Snapshot) -> dict[str, A
         "completed_total": len(recorder.probes),
         "rss_end_mb": round(status_mb("VmRSS"), 1),
         "thread_count_end": threading.active_count(),
+        **interval_jitter(recorder.probes, start.wall, end.wall, interval),
     }
 
 
@@ -198,21 +282,21 @@ def target_urls(port: int, count: int) -> list[str]:
 # --------------------------------------------------------------------------- primewatch
 
 
-def build_settings(port: int, targets: int, interval: float, timeout: float,
-                   db_path: Path, evaluate_every: float | None) -> Any:
-    """Settings as config.yaml would give them: N http targets, one availability SLO each.
+def build_settings(port: int, kinds: list[str], interval: float, timeout: float,
+                   db_path: Path, evaluate_every: float | None, sqlite_target: Path) -> Any:
+    """Settings as config.yaml would give them: one target per entry of `kinds` (all
+    `http` unless `--mixed`), one availability SLO each.
 
     One SLO per target means every result also becomes an SLO rollup upsert, as in a
     real deployment.
     """
     from monitor.config import Settings
 
-    names = [f"t{i:05d}" for i in range(targets)]
+    names = [f"t{i:05d}" for i in range(len(kinds))]
     data: dict[str, Any] = {
         "storage": {"url": f"sqlite:///{db_path}"},
-        "targets": [{"type": "http", "name": name, "url": url, "interval": interval,
-                     "timeout": timeout}
-                    for name, url in zip(names, target_urls(port, targets), strict=True)],
+        "targets": [mixed.target_config(kind, name, i, port, interval, timeout, sqlite_target)
+                    for i, (name, kind) in enumerate(zip(names, kinds, strict=True))],
         "slos": [{"name": f"{name}-availability", "target": name, "sli": "availability",
                   "objective": 99.9} for name in names],
     }
@@ -248,7 +332,8 @@ def recording_metrics(recorder: Recorder) -> Any:
             self.scheduler_lag = _LagTap(self.scheduler_lag, recorder)  # type: ignore[assignment]
 
         def observe_probe(self, result: ProbeResult) -> None:
-            recorder.probe(result.latency, result.ok, result.error_class)
+            recorder.probe(result.latency, result.ok, result.error_class, result.target,
+                           result.started_at)
             super().observe_probe(result)
 
         def observe_slo(self, status: SloStatus) -> None:
@@ -280,20 +365,39 @@ def timed_evaluations(runtime: Any, recorder: Recorder,
     runtime.evaluate_once = evaluate_once
 
 
+async def target_kinds(opts: argparse.Namespace, tmp: Path) -> tuple[list[str], list[str]]:
+    """The kind of every target (all `http` unless --mixed) and notes on skipped kinds.
+
+    Must run before `monitor.config` is imported: see `mixed.register`.
+    """
+    if not opts.mixed:
+        return ["http"] * opts.targets, []
+    usable, notes = await mixed.usable_kinds(opts.port, opts.timeout, tmp / "target.sqlite")
+    notes += mixed.register(usable)
+    per_kind = mixed.counts(opts.targets, opts.targets / opts.rate, list(usable))
+    for note in notes:
+        print(f"--mixed: {note}", file=sys.stderr, flush=True)
+    return mixed.interleave(per_kind), notes
+
+
 async def run_primewatch(opts: argparse.Namespace) -> dict[str, Any]:
     """The real Runtime (scheduler, probes, sink, SQLite storage, metrics, evaluator)."""
-    from monitor.clock import SystemClock
-    from monitor.runtime import Runtime
-    from monitor.storage.engine import make_engine, upgrade
-    from monitor.storage.repository import count_results
-
     loop_tid = threading.get_native_id()
     tmp = Path(tempfile.mkdtemp(prefix="primewatch-bench-"))
     try:
+        mixed.make_sqlite(tmp / "target.sqlite")
+        kinds, notes = await target_kinds(opts, tmp)
+
+        from monitor.clock import SystemClock
+        from monitor.runtime import Runtime
+        from monitor.storage.engine import make_engine, upgrade
+        from monitor.storage.repository import count_results
+
         engine = make_engine(f"sqlite:///{tmp / 'bench.db'}")
         upgrade(engine)
-        settings = build_settings(opts.port, opts.targets, opts.targets / opts.rate,
-                                  opts.timeout, tmp / "bench.db", opts.evaluate_every)
+        interval = opts.targets / opts.rate
+        settings = build_settings(opts.port, kinds, interval, opts.timeout,
+                                  tmp / "bench.db", opts.evaluate_every, tmp / "target.sqlite")
         recorder = Recorder()
         metrics = recording_metrics(recorder)
         runtime = Runtime(settings, engine, SystemClock(), metrics)
@@ -301,12 +405,22 @@ async def run_primewatch(opts: argparse.Namespace) -> dict[str, Any]:
         timed_evaluations(runtime, recorder, evaluations)
         await runtime.start()
         try:
-            start, end, backlog = await measure_window(
-                opts.warmup, opts.duration, loop_tid, lambda: runtime.sink.pending)
+            stem = report.RESULTS_DIR / (f"profile-{opts.targets}t-{opts.rate:g}r"
+                                         f"{'-mixed' if opts.mixed else ''}")
+            start, end, backlog, profile = await measure_window(
+                opts.warmup, opts.duration, loop_tid, lambda: runtime.sink.pending,
+                WindowProfiler(opts.profile, stem, opts.duration) if opts.profile else None)
         finally:
             await runtime.stop()  # in-flight probes are cancelled, the sink flushes
         produced = runtime.scheduler.runs
-        result = summarize(recorder, start, end)
+        result = summarize(recorder, start, end, interval)
+        if profile:
+            result["profile"] = profile
+        if opts.mixed:
+            inside = [p for p in recorder.probes if start.wall <= p[0] < end.wall]
+            kind_of = {f"t{i:05d}": kind for i, kind in enumerate(kinds)}
+            result["by_kind"] = by_kind(inside, kind_of, end.wall - start.wall)
+            result["mixed_notes"] = notes
         sink = runtime.sink
         skipped = sum(s.value for m in metrics.probes_skipped.collect() for s in m.samples
                       if s.name.endswith("_total"))
@@ -348,7 +462,7 @@ async def run_baseline(opts: argparse.Namespace) -> dict[str, Any]:
     in_flight: set[asyncio.Task[None]] = set()
 
     async def probe(url: str, planned: float) -> None:
-        begun = time.perf_counter()
+        begun, wall = time.perf_counter(), time.time()
         recorder.lag(max(0.0, begun - planned))
         error: str | None = None
         try:
@@ -359,7 +473,7 @@ async def run_baseline(opts: argparse.Namespace) -> dict[str, Any]:
             error = "timeout"
         except httpx.HTTPError as exc:
             error = type(exc).__name__
-        recorder.probe(time.perf_counter() - begun, error is None, error)
+        recorder.probe(time.perf_counter() - begun, error is None, error, url, wall)
 
     async def schedule() -> None:
         first = time.perf_counter() + 0.05
@@ -374,7 +488,7 @@ async def run_baseline(opts: argparse.Namespace) -> dict[str, Any]:
 
     scheduler = asyncio.create_task(schedule())
     try:
-        start, end, _ = await measure_window(opts.warmup, opts.duration, loop_tid)
+        start, end, _, _ = await measure_window(opts.warmup, opts.duration, loop_tid)
     finally:
         scheduler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -382,7 +496,7 @@ async def run_baseline(opts: argparse.Namespace) -> dict[str, Any]:
         if in_flight:
             await asyncio.wait(in_flight, timeout=opts.timeout + 1)
         await client.aclose()
-    return summarize(recorder, start, end)
+    return summarize(recorder, start, end, opts.targets / opts.rate)
 
 
 # --------------------------------------------------------------------------- children
@@ -400,6 +514,7 @@ def run_async(coro: Coroutine[Any, Any, T], loop: str) -> T:
 def child_main(opts: argparse.Namespace) -> None:
     """Entry point of a measured child: pin, run, print one RESULT line on stdout."""
     die_with_parent()
+    begin_process(opts.profile)
     affinity = pin_to_cpu(opts.prober_cpu)
     runner = run_primewatch if opts.child == "primewatch" else run_baseline
     result = run_async(runner(opts), opts.loop)
@@ -411,36 +526,6 @@ def child_main(opts: argparse.Namespace) -> None:
                                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), 1),
     })
     print(RESULT_PREFIX + json.dumps(result), flush=True)
-
-
-_children: list[subprocess.Popen[bytes]] = []
-
-
-def spawn(cmd: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-    """Start a child in its own session (Ctrl-C reaches only us; we kill it) and track it."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    process = subprocess.Popen(cmd, start_new_session=True, env=env, **kwargs)
-    _children.append(process)
-    return process
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL after 3 s; always reaps."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(3)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    with contextlib.suppress(ValueError):
-        _children.remove(process)
-
-
-def stop_all() -> None:
-    for process in list(_children):
-        stop(process)
 
 
 @dataclass
@@ -481,6 +566,10 @@ def child_command(kind: str, port: int, opts: argparse.Namespace) -> list[str]:
            "--prober-cpu", str(opts.prober_cpu)]
     if opts.evaluate_every is not None:
         cmd += ["--evaluate-every", str(opts.evaluate_every)]
+    if opts.mixed and kind == "primewatch":
+        cmd.append("--mixed")
+    if opts.profile and kind == "primewatch":
+        cmd += ["--profile", opts.profile]
     return cmd
 
 
@@ -518,170 +607,99 @@ def run_child(kind: str, server: TargetServer, opts: argparse.Namespace) -> dict
     return result
 
 
-# --------------------------------------------------------------------------- reporting
+def run_side(side: str, server: TargetServer, opts: argparse.Namespace) -> dict[str, Any]:
+    """One measured run of one side."""
+    load = os.getloadavg()[0]
+    result = run_child(side, server, opts) if side != "peer" else run_peer(server, opts)
+    result["loadavg_1m_at_start"] = round(load, 2)
+    return result
 
 
-def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Median of every numeric figure over the repeats; other fields from the first run."""
-    def numeric(value: Any) -> bool:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-
-    merged = dict(runs[0])
-    for key in runs[0]:
-        values = [r.get(key) for r in runs]
-        if all(numeric(v) for v in values):
-            merged[key] = statistics.median(values)
-    return merged
-
-
-# (label, key, format); ratios are primewatch / baseline.
-TABLE_ROWS: list[tuple[str, str, str]] = [
-    ("achieved probes/s", "achieved_rate", "{:.1f}"),
-    ("probes in window", "probes", "{:.0f}"),
-    ("failures", "failures", "{:.0f}"),
-    ("CPU ms / probe", "cpu_ms_per_probe", "{:.3f}"),
-    ("core utilisation", "core_util", "{:.3f}"),
-    ("  loop-thread CPU s", "loop_thread_cpu_s", "{:.2f}"),
-    ("  other-threads CPU s", "other_threads_cpu_s", "{:.2f}"),
-    ("schedule lag p50 ms", "lag_p50_ms", "{:.2f}"),
-    ("schedule lag p99 ms", "lag_p99_ms", "{:.2f}"),
-    ("schedule lag max ms", "lag_max_ms", "{:.2f}"),
-    ("probe latency p50 ms", "latency_p50_ms", "{:.2f}"),
-    ("probe latency p99 ms", "latency_p99_ms", "{:.2f}"),
-    ("peak RSS MB", "maxrss_mb", "{:.1f}"),
-    ("server conns / request", "server_connections_per_request", "{:.3f}"),
-    ("server CPU ms / request", "server_cpu_ms_per_request", "{:.3f}"),
-]
-
-
-def fmt(value: Any, pattern: str) -> str:
-    if not isinstance(value, int | float) or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return pattern.format(value)
-
-
-def ratio(a: Any, b: Any) -> float | None:
-    if isinstance(a, int | float) and isinstance(b, int | float) and b:
-        return round(a / b, 3)
-    return None
-
-
-def render_table(summary: dict[str, dict[str, Any]], opts: argparse.Namespace) -> str:
-    pw, base = summary["primewatch"], summary["baseline"]
-    lines = [
-        f"probe_throughput: {opts.targets} targets @ {opts.targets / opts.rate:g}s = "
-        f"{opts.rate:g} probes/s target, window {opts.duration:g}s after {opts.warmup:g}s "
-        f"warm-up, {opts.loop}, prober CPU {opts.prober_cpu} / target CPU "
-        f"{opts.target_cpu}, medians of {opts.repeat} run(s)",
-        f"{'figure':<26}{'primewatch':>12}{'baseline':>12}{'ratio':>9}",
-        "-" * 59,
-    ]
-    for label, key, pattern in TABLE_ROWS:
-        r = ratio(pw.get(key), base.get(key))
-        lines.append(f"{label:<26}{fmt(pw.get(key), pattern):>12}"
-                     f"{fmt(base.get(key), pattern):>12}{fmt(r, '{:.2f}'):>9}")
-    lines += [
-        "-" * 59,
-        f"primewatch results: produced {pw['produced']:.0f}, written {pw['written']:.0f}, "
-        f"rows in DB {pw['rows_in_db']:.0f}, dropped {pw['dropped']:.0f}, "
-        f"lost {pw['lost']:.0f}; skipped runs {pw['skipped']:.0f}; "
-        f"sink backlog max {pw['sink_backlog_max']:.0f}",
-        f"primewatch SLO evaluations: in window [at s, took s, blocked loop s] "
-        f"{pw['evaluations_in_window']}; all took {pw['evaluation_s_all']} s, blocking "
-        f"the loop {pw['evaluation_loop_block_s_all']} s; largest lag at "
-        f"{pw['lag_max_at_s']} s into the window",
-        f"target server saw {pw['server_requests']:.0f} requests during the primewatch run "
-        f"(started {pw['started_total']:.0f}, completed {pw['completed_total']:.0f}) and "
-        f"{base['server_requests']:.0f} during the baseline run "
-        f"(started {base['started_total']:.0f}, completed {base['completed_total']:.0f})",
-    ]
-    return "\n".join(lines)
-
-
-def verdict(pw: dict[str, Any], rate: float) -> dict[str, Any]:
-    """Did primewatch meet the issue's goal at the rate asked for?"""
-    checks = {
-        "rate_held": pw["achieved_rate"] >= 0.99 * rate,
-        "lag_p99_under_100ms": pw["lag_p99_ms"] < GOAL_LAG_P99_MS,
-        "no_failures": pw["failures"] == 0,
-        "nothing_lost_or_dropped": pw["lost"] == 0 and pw["dropped"] == 0,
-    }
-    return {"goal": f"{GOAL_RATE:g} probes/s on one core, p99 lag < {GOAL_LAG_P99_MS:g} ms",
-            "rate_is_goal_rate": rate >= GOAL_RATE, "checks": checks,
-            "passed": all(checks.values())}
-
-
-def environment() -> dict[str, Any]:
-    """What a reader needs to compare two result files."""
-    versions = {}
-    for name in ("httpx", "httpcore", "anyio", "sniffio", "uvloop", "APScheduler",
-                 "SQLAlchemy", "prometheus_client", "pydantic"):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    git = {}
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        git = {"commit": head, "dirty": bool(dirty)}
-    return {"python": platform.python_version(), "platform": platform.platform(),
-            "cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg(),
-            "versions": versions, "git": git}
-
-
-def write_json(report: dict[str, Any]) -> Path:
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    path = RESULTS_DIR / f"probe_throughput-{stamp}.json"
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
-    return path
+def run_peer(server: TargetServer, opts: argparse.Namespace) -> dict[str, Any]:
+    return peer.run_peer(target_urls(server.port, opts.targets), opts.targets / opts.rate,
+                         warmup=opts.warmup, duration_s=opts.duration, timeout=opts.timeout,
+                         cpu=opts.prober_cpu, server_stats=server.stats, progress=progress)
 
 
 # --------------------------------------------------------------------------- main
 
 
+def parse_sides(text: str) -> list[str]:
+    sides = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in sides if s not in report.SIDES]
+    if unknown or not sides:
+        raise argparse.ArgumentTypeError(
+            f"sides are a comma-separated subset of {','.join(report.SIDES)}")
+    return list(dict.fromkeys(sides))
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Sustained probes/s, CPU ms per probe, p99 schedule lag and peak RSS of "
-                    "primewatch's runtime against a bare httpx loop, both on one core, "
-                    "loopback only.",
+        description="Sustained probes/s, CPU ms per probe, p99 schedule lag, interval "
+                    "jitter and peak RSS of primewatch's runtime, Prometheus + "
+                    "blackbox_exporter and a bare httpx loop, each on one core, loopback "
+                    "only.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--targets", type=int, default=1000,
-                        help="number of distinct target URLs (each its own job and SLO)")
+                        help="number of distinct targets (each its own job and SLO)")
     parser.add_argument("--rate", type=float, default=200.0,
                         help="probes per second to sustain; each target's interval is "
                              "targets/rate seconds")
     parser.add_argument("--duration", type=float, default=30.0,
                         help="length of the measured window, seconds (max 300)")
     parser.add_argument("--warmup", type=float, default=10.0,
-                        help="seconds run before the window opens (start-up, first cycle)")
+                        help="seconds run before the window opens (start-up, first cycle; "
+                             "the peer's count from when it has scraped every target once)")
     parser.add_argument("--repeat", type=int, default=1,
-                        help="runs of each kind, alternating order; the table shows medians")
+                        help="runs of each side, alternating order; the table shows medians")
     parser.add_argument("--timeout", type=float, default=4.0,
                         help="per-probe timeout, seconds")
     parser.add_argument("--evaluate-every", type=float, default=None,
                         help="SLO evaluation period in the primewatch run, seconds "
                              "(None: primewatch's own default, 30 s)")
     parser.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
-                        help="event loop for both probers (uvicorn uses uvloop)")
+                        help="event loop for the Python sides (uvicorn uses uvloop)")
     parser.add_argument("--prober-cpu", type=int, default=0,
-                        help="CPU the measured prober processes are pinned to")
+                        help="CPU every measured prober (Python child or peer) is pinned to")
     parser.add_argument("--target-cpu", type=int, default=1,
                         help="CPU the target server is pinned to")
-    parser.add_argument("--only", choices=KINDS, default=None,
-                        help="run only one kind (for profiling); no ratios then")
-    parser.add_argument("--child", choices=KINDS, help=argparse.SUPPRESS)
+    parser.add_argument("--sides", type=parse_sides, default=["primewatch", "baseline"],
+                        help="which sides to run, comma-separated: "
+                             + ",".join(report.SIDES))
+    parser.add_argument("--only", choices=report.SIDES, default=None,
+                        help="shorthand for --sides with one side (e.g. while profiling)")
+    parser.add_argument("--mixed", action="store_true",
+                        help="primewatch probes a mix of kinds (http, prometheus, page, "
+                             "redis, sql; see benchmarks/mixed.py); the peer and the "
+                             "baseline stay http-only")
+    parser.add_argument("--profile", choices=PROFILE_MODES, default=None,
+                        help="profile the primewatch child over the window (cprofile: "
+                             "event-loop thread CPU; tracemalloc: Python heap by site; "
+                             "py-spy: all threads, sampled, py-spy must be on PATH); files "
+                             "go to benchmarks/results/; not a measurement run")
+    parser.add_argument("--wait-quiet", type=float, default=None, metavar="LOAD",
+                        help="before starting, wait until the 1-minute load average is "
+                             "below LOAD (checked every 20 s, at most --wait-max minutes; "
+                             "then runs anyway and says so in the output and the JSON)")
+    parser.add_argument("--wait-max", type=float, default=25.0,
+                        help="minutes --wait-quiet waits at most")
+    parser.add_argument("--tag", default="",
+                        help="suffix for the JSON file name (e.g. the run's purpose)")
+    parser.add_argument("--child", choices=CHILD_SIDES, help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
+    if opts.only:
+        opts.sides = [opts.only]
     if opts.targets < 1 or opts.rate <= 0 or not 0 < opts.duration <= 300 \
             or not 0 <= opts.warmup <= 120 or not 1 <= opts.repeat <= 10:
         parser.error("need targets ≥ 1, rate > 0, 0 < duration ≤ 300, 0 ≤ warmup ≤ 120, "
                      "1 ≤ repeat ≤ 10")
     if opts.rate > 5000:
         parser.error("rate is capped at 5000 probes/s")
+    if opts.mixed and opts.targets < 100:
+        parser.error("--mixed needs at least 100 targets (the kinds come in shares)")
+    if "peer" in opts.sides and not opts.child and (why := peer.available()):
+        parser.error(f"the peer side cannot run: {why}")
     if opts.loop == "uvloop":
         try:
             import uvloop  # noqa: F401
@@ -694,35 +712,61 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def wait_quiet(limit: float | None, max_minutes: float) -> dict[str, Any]:
+    """Wait for a quiet machine: other work on the prober CPU shows up as lag and CPU.
+
+    Returns what happened, for the JSON and the printed output.
+    """
+    if limit is None:
+        return {"waited": False}
+    begun = time.monotonic()
+    while True:
+        load = os.getloadavg()[0]
+        waited = time.monotonic() - begun
+        if load < limit:
+            return {"waited": True, "quiet": True, "load_1m": load,
+                    "waited_s": round(waited)}
+        if waited >= 60 * max_minutes:
+            progress(f"machine still busy after {waited / 60:.0f} min (load {load:.2f} ≥ "
+                     f"{limit:g}); running anyway")
+            return {"waited": True, "quiet": False, "load_1m": load,
+                    "waited_s": round(waited)}
+        progress(f"waiting for a quiet machine: 1-minute load {load:.2f} ≥ {limit:g} "
+                 f"({waited / 60:.1f} min so far)")
+        time.sleep(20)
+
+
 def run_benchmark(opts: argparse.Namespace) -> dict[str, Any]:
     """All runs against one target server; returns the full report."""
     if (os.cpu_count() or 1) < 2:
         progress("warning: one CPU only; prober and target server share it")
-    kinds = [opts.only] if opts.only else list(KINDS)
-    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
-    env = environment()
-    bound = opts.repeat * len(kinds) * (opts.warmup + opts.duration + 150) + 60
+    if opts.mixed and set(opts.sides) - {"primewatch"}:
+        progress("note: --mixed applies to primewatch; the peer and the baseline probe "
+                 "http only")
+    sides = list(opts.sides)
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    quiet = wait_quiet(opts.wait_quiet, opts.wait_max)
+    env = report.environment()
+    env["wait_quiet"] = quiet
+    bound = opts.repeat * len(sides) * (opts.warmup + opts.duration + 200) + 60
     with target_server(opts.target_cpu, bound) as server:
         for repeat in range(opts.repeat):
-            order = kinds if repeat % 2 == 0 else kinds[::-1]
-            for kind in order:
-                progress(f"[{repeat + 1}/{opts.repeat}] {kind}: "
+            order = sides if repeat % 2 == 0 else sides[::-1]
+            for side in order:
+                progress(f"[{repeat + 1}/{opts.repeat}] {side}: "
                          f"{opts.warmup:g}s warm-up + {opts.duration:g}s window ...")
-                runs[kind].append(run_child(kind, server, opts))
-    summary = {kind: medians(results) for kind, results in runs.items()}
-    report: dict[str, Any] = {
+                runs[side].append(run_side(side, server, opts))
+    summary = {side: report.medians(results) for side, results in runs.items()}
+    result: dict[str, Any] = {
         "benchmark": "probe_throughput",
         "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "config": {k: v for k, v in vars(opts).items() if k not in ("child", "port")},
         "environment": env, "runs": runs, "median": summary,
+        "ratios": report.ratios(summary),
     }
     if "primewatch" in summary:
-        report["verdict"] = verdict(summary["primewatch"], opts.rate)
-    if len(summary) == 2:
-        report["ratios"] = {key: ratio(summary["primewatch"].get(key),
-                                       summary["baseline"].get(key))
-                            for _, key, _ in TABLE_ROWS}
-    return report
+        result["verdict"] = report.verdict(summary, opts)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -733,22 +777,24 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM takes the same path as Ctrl-C, so `finally` kills every child.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
-        report = run_benchmark(opts)
+        result = run_benchmark(opts)
     except KeyboardInterrupt:
         progress("interrupted; children stopped")
         return 130
     finally:
         stop_all()
-    if len(report["median"]) == 2:
-        print(render_table(report["median"], opts))
-    else:
-        print(json.dumps(report["median"], indent=2))
-    if "verdict" in report:
-        v = report["verdict"]
-        failed = [name for name, ok in v["checks"].items() if not ok]
-        print(f"goal ({v['goal']}): {'PASS' if v['passed'] else 'FAIL: ' + ', '.join(failed)}"
-              + ("" if v["rate_is_goal_rate"] else f" (at {opts.rate:g}/s, not the goal rate)"))
-    print(f"JSON: {write_json(report)}")
+    table = report.render_table(result["median"], opts)
+    lines = [table]
+    quiet = result["environment"]["wait_quiet"]
+    if quiet.get("waited"):
+        lines.append(f"machine load before the run: {quiet['load_1m']:.2f} after waiting "
+                     f"{quiet['waited_s']} s" + ("" if quiet["quiet"] else
+                                                  " — NOT quiet: waited the maximum, ran anyway"))
+    if "verdict" in result:
+        lines.append(report.verdict_line(result["verdict"], opts))
+    result["printed"] = "\n".join(lines)
+    print(result["printed"])
+    print(f"JSON: {report.write_json(result, opts.tag)}")
     return 0
 
 

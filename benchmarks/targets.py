@@ -11,6 +11,12 @@ client closes it (httpx with keep-alive off simply closes after the response).
 process's CPU time, so the benchmark can check that every probe reached the server and
 that the server was never the bottleneck.
 
+For the benchmark's `--mixed` mode two more shapes, still fixed and cheap: `/metrics...`
+answers a small Prometheus text exposition whose counters grow with the requests served
+(so the `prometheus` probe sees real deltas), and `/page...` a small HTML page that
+references two same-origin assets (`/static/app.css`, `/static/app.js`, answered like
+any other path), for the `page` probe.
+
 Run standalone: `python benchmarks/targets.py --port 18080 --cpu 1`.
 """
 
@@ -36,6 +42,32 @@ RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
             b"Content-Length: " + str(len(BODY)).encode() + b"\r\n\r\n" + BODY)
 RESPONSE_CLOSE = RESPONSE.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
 MAX_HEAD = 64 * 1024  # a request head larger than this is not a probe: drop it
+PAGE = (b"<!doctype html><html><head><title>target</title>"
+        b'<link rel="stylesheet" href="/static/app.css"></head>'
+        b'<body><h1>ok</h1><script src="/static/app.js"></script></body></html>\n')
+PAGE_RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+                 b"Content-Length: " + str(len(PAGE)).encode() + b"\r\n\r\n" + PAGE)
+PAGE_RESPONSE_CLOSE = PAGE_RESPONSE.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1)
+METRICS_TEMPLATE = """\
+# HELP app_requests_total Requests served, by status code.
+# TYPE app_requests_total counter
+app_requests_total{{code="200",method="GET"}} {ok}
+app_requests_total{{code="404",method="GET"}} {not_found}
+app_requests_total{{code="500",method="GET"}} {errors}
+# HELP app_active_users Users with an open session.
+# TYPE app_active_users gauge
+app_active_users 42
+# HELP app_request_duration_seconds Request duration.
+# TYPE app_request_duration_seconds histogram
+app_request_duration_seconds_bucket{{le="0.1"}} {fast}
+app_request_duration_seconds_bucket{{le="0.5"}} {ok}
+app_request_duration_seconds_bucket{{le="+Inf"}} {total}
+app_request_duration_seconds_sum {seconds}
+app_request_duration_seconds_count {total}
+# HELP process_resident_memory_bytes Resident memory size in bytes.
+# TYPE process_resident_memory_bytes gauge
+process_resident_memory_bytes 3.1457280e+07
+"""
 
 T = TypeVar("T")
 
@@ -98,11 +130,29 @@ class TargetProtocol(asyncio.Protocol):
                             b"Connection: close\r\nContent-Length: "
                             + str(len(body)).encode() + b"\r\n\r\n" + body)
             return True
-        self._counters.requests += 1
+        counters = self._counters
+        counters.requests += 1
         lowered = head.lower()
         close = b"connection: close" in lowered or b" http/1.0\r\n" in lowered
-        transport.write(RESPONSE_CLOSE if close else RESPONSE)
+        if head.startswith(b"GET /metrics"):
+            transport.write(metrics_response(counters.requests, close))
+        elif head.startswith(b"GET /page"):
+            transport.write(PAGE_RESPONSE_CLOSE if close else PAGE_RESPONSE)
+        else:
+            transport.write(RESPONSE_CLOSE if close else RESPONSE)
         return close
+
+
+def metrics_response(served: int, close: bool) -> bytes:
+    """A small exposition whose counters follow the requests served (1 % are 500s)."""
+    errors, not_found = served // 100, served // 50
+    ok = served - errors - not_found
+    body = METRICS_TEMPLATE.format(ok=ok, not_found=not_found, errors=errors,
+                                   fast=ok * 9 // 10, total=served,
+                                   seconds=f"{served * 0.012:.3f}").encode()
+    return (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+            + (b"Connection: close\r\n" if close else b"")
+            + b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
 
 
 def pin_to_cpu(cpu: int | None) -> list[int]:

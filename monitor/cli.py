@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     probe = commands.add_parser("probe", help="run one target's probe once and print it")
     probe.add_argument("name", help="target name from the config")
     probe.add_argument("--json", action="store_true", help="print the result as JSON")
+    probe.add_argument("--gap", type=float, default=2.0, metavar="SECONDS",
+                       help="for counter kinds (redis, prometheus): seconds between the "
+                            "baseline run and the measured run (default 2)")
 
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -86,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _report_config_notes(loaded: LoadedConfig) -> None:
     for warning in loaded.warnings:
         print(f"warning: {warning}", file=sys.stderr)
+    for target, slos in loaded.disabled_targets.items():
+        skipped = f"; SLOs not evaluated: {', '.join(slos)}" if slos else ""
+        print(f"notice: target {target!r} is disabled (enabled: false){skipped}",
+              file=sys.stderr)
     for channel, missing in loaded.disabled_channels.items():
         print(f"notice: channel {channel!r} is disabled: {', '.join(missing)} empty",
               file=sys.stderr)
@@ -108,17 +115,24 @@ def _db(loaded: LoadedConfig, _args: argparse.Namespace) -> int:
 def _probe(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     import time
 
-    from probes import HttpClientPool, ProbeContext, build_probe
+    from probes import REGISTRY, HttpClientPool, ProbeContext, build_probe
     target = loaded.settings.target(args.name)
     if target is None:
         names = ", ".join(t.name for t in loaded.settings.targets) or "none"
         print(f"error: no target named {args.name!r} (targets: {names})", file=sys.stderr)
         return EXIT_USAGE
 
+    counters = REGISTRY[target.type].counters  # type: ignore[attr-defined]
+
     async def once() -> object:
         clients = HttpClientPool()
         probe = build_probe(target, ProbeContext(clients, loaded.settings.region))
         try:
+            if counters:  # deltas need a baseline: measure twice, `--gap` apart
+                first = await probe.run(time.time())
+                if not first.ok:
+                    return first
+                await asyncio.sleep(max(0.0, args.gap))
             return await probe.run(time.time())
         finally:
             await probe.aclose()
@@ -164,12 +178,14 @@ def _slo(loaded: LoadedConfig, args: argparse.Namespace) -> int:
         table.add_column(column, justify="left" if column in ("SLO", "state") else "right")
     for s in statuses:
         burn = s.burn_rates
-        p95 = s.latency.get("p95")
+        timed = s.sli_kind in ("availability", "latency") or (
+            s.sli_kind == "threshold" and (slo_value(loaded, s.name) or "").endswith("_seconds"))
+        p95 = s.latency.get("p95") if timed else None
         state = {"ok": "[green]✔ ok[/]", "breaching": "[red]✖ breaching[/]",
                  "no_data": "[yellow]? no data[/]"}[s.state]
         table.add_row(s.name, _pct(s.objective), _pct(s.sli), _pct(s.budget_remaining),
                       _num(burn.get("1h")), _num(burn.get("5m")),
-                      f"{p95 * 1000:.0f} ms" if p95 is not None else "—",
+                      _ms(p95),
                       f"{s.total}", state)
     console = Console()
     if not console.is_terminal:
@@ -178,6 +194,18 @@ def _slo(loaded: LoadedConfig, args: argparse.Namespace) -> int:
         console = Console(width=max(console.width, console.measure(table, options=wide).maximum))
     console.print(table)
     return EXIT_FAILED if any(s.state == "breaching" for s in statuses) else EXIT_OK
+
+
+def slo_value(loaded: LoadedConfig, name: str) -> str | None:
+    slo = loaded.settings.slo(name)
+    return slo.value if slo else None
+
+
+def _ms(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    millis = seconds * 1000
+    return f"{millis:.0f} ms" if millis >= 10 else f"{millis:.2f} ms"
 
 
 def _pct(value: float | None) -> str:

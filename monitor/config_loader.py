@@ -32,11 +32,13 @@ class LoadedConfig:
     file: str
     warnings: list[ConfigProblem] = field(default_factory=list)
     disabled_channels: dict[str, list[str]] = field(default_factory=dict)
+    disabled_targets: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self) -> str:
         s = self.settings
         enabled = len(s.alerting.channels) - len(self.disabled_channels)
-        return (f"{self.file}: OK — {len(s.targets)} targets, {len(s.slos)} SLOs, "
+        off = f" (+{len(self.disabled_targets)} disabled)" if self.disabled_targets else ""
+        return (f"{self.file}: OK — {len(s.targets)} targets{off}, {len(s.slos)} SLOs, "
                 f"{enabled} of {len(s.alerting.channels)} channels enabled, "
                 f"{len(s.alerting.policies)} escalation policies")
 
@@ -89,7 +91,11 @@ def parse_config(text: str, file: str, env: Mapping[str, str]) -> LoadedConfig:
     if problems:
         problems.sort(key=lambda p: (p.line or 0, p.path))
         raise ConfigError(problems)
-    loaded = LoadedConfig(settings, file)
+    loaded = LoadedConfig(_without_disabled_targets(settings), file)
+    for target in settings.targets:
+        if not target.enabled:
+            loaded.disabled_targets[target.name] = [
+                slo.name for slo in settings.slos if slo.target == target.name]
     for path in _secret_paths(settings, ()):
         if path not in interpolated:
             loaded.warnings.append(ConfigProblem(
@@ -100,6 +106,15 @@ def parse_config(text: str, file: str, env: Mapping[str, str]) -> LoadedConfig:
         if missing:
             loaded.disabled_channels[channel.name] = missing
     return loaded
+
+
+def _without_disabled_targets(settings: Settings) -> Settings:
+    """Targets with `enabled: false` (and their SLOs) are validated, then left out, so a
+    shipped config can describe optional parts switched on by environment variables."""
+    enabled = [t for t in settings.targets if t.enabled]
+    names = {t.name for t in enabled}
+    slos = [slo for slo in settings.slos if slo.target in names]
+    return settings.model_copy(update={"targets": enabled, "slos": slos})
 
 
 def format_path(path: Path_) -> str:

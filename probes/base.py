@@ -97,6 +97,7 @@ class TargetConfig(StrictModel):
     timeout: Duration = 10.0
     down_after: int = Field(default=3, ge=1)
     labels: dict[str, str] = Field(default_factory=dict)
+    enabled: bool = True
 
     def display_url(self) -> str:
         """Where the target lives, safe to show (no credentials)."""
@@ -129,3 +130,5 @@ class ProbeKind:
 
     config_model: type[TargetConfig]
     build: Callable[[Any, ProbeContext], Probe]
+    counters: bool = False
+    """True when results are deltas between runs (the first run is only a baseline)."""

@@ -323,4 +323,4 @@ def _build(config: PrometheusTarget, ctx: ProbeContext) -> PrometheusProbe:
     return PrometheusProbe(config, clients=ctx.clients, region=ctx.region)
 
 
-KIND = ProbeKind(PrometheusTarget, _build)
+KIND = ProbeKind(PrometheusTarget, _build, counters=True)

@@ -244,4 +244,4 @@ def _build(config: RedisTarget, ctx: ProbeContext) -> RedisProbe:
     return RedisProbe(config, region=ctx.region)
 
 
-KIND = ProbeKind(RedisTarget, _build)
+KIND = ProbeKind(RedisTarget, _build, counters=True)

@@ -245,3 +245,50 @@ def test_slo_status_table_names_every_slo(
     for name in SLO_NAMES:  # whole, even though captured output is not a terminal
         assert name in out
     assert out.count("no data") == len(SLO_NAMES)
+
+
+def test_probe_of_a_counter_kind_measures_twice_to_show_deltas(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scrapes = {"n": 0}
+
+    def metrics(handler: BaseHTTPRequestHandler) -> None:
+        scrapes["n"] += 1
+        ok, failed = 10 * scrapes["n"], scrapes["n"]
+        send(handler, 200, "# TYPE requests_total counter\n"
+                           f'requests_total{{code="200"}} {ok}\n'
+                           f'requests_total{{code="500"}} {failed}\n')
+
+    with route_server({"/metrics": metrics}) as srv:
+        config = tmp_path / "config.yaml"
+        config.write_text(f"""
+targets:
+  - name: app
+    type: prometheus
+    url: {srv.url}/metrics
+    ratios:
+      requests_ok: {{good: 'requests_total{{code!~"5.."}}', total: requests_total}}
+""")
+        code = main(["--config", str(config), "probe", "app", "--json", "--gap", "0.1"])
+    data = json.loads(capsys.readouterr().out)
+    assert code == EXIT_OK
+    assert scrapes["n"] == 2
+    assert data["counts"]["requests_ok"] == {"good": 10.0, "total": 11.0}
+
+
+def test_disabled_targets_are_announced_and_their_slos_skipped(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("""
+targets:
+  - {name: web, type: http, url: "http://127.0.0.1:9/"}
+  - {name: cache, type: redis, url: "redis://127.0.0.1:1/0", enabled: "${REDIS_ON:-false}"}
+slos:
+  - {name: web-up, target: web, sli: availability, objective: 99}
+  - {name: hits, target: cache, sli: ratio, stream: cache, objective: 70}
+""")
+    assert main(["--config", str(config), "check"]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert "1 targets (+1 disabled), 1 SLOs" in captured.out
+    assert "target 'cache' is disabled" in captured.err
+    assert "SLOs not evaluated: hits" in captured.err
+    assert main(["--config", str(config), "probe", "cache"]) == EXIT_USAGE

@@ -432,3 +432,19 @@ def test_a_missing_variable_in_a_number_field_is_reported_once() -> None:
         parse_config("server:\n  port: ${PORT}\n", "c.yaml", {})
     [problem] = info.value.problems
     assert "PORT is not set" in problem.message
+
+
+def test_a_bad_metric_selector_is_reported_at_its_line() -> None:
+    text = dedent("""\
+        targets:
+          - name: app
+            type: prometheus
+            url: http://127.0.0.1:1/metrics
+            ratios:
+              ok: {good: 'requests_total{code=~"5.."', total: requests_total}
+    """)
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "c.yaml", {})
+    [problem] = info.value.problems
+    assert problem.line == 6
+    assert problem.path.startswith("targets[0].ratios.ok")

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from monitor.units import Duration
 from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, StrictModel, TargetConfig
-from probes.http import redact_url
 from probes.page import join_capped
+from probes.urls import HttpUrlStr, redact_url
 
 if TYPE_CHECKING:
     from playwright.async_api import (
@@ -96,18 +96,10 @@ class BrowserTarget(TargetConfig):
     type: Literal["browser"] = "browser"
     interval: Duration = 60.0
     timeout: Duration = 30.0
-    url: str
+    url: HttpUrlStr
     executable_path: str = "/usr/bin/chromium"
     expect: BrowserExpect = Field(default_factory=BrowserExpect)
     viewport: Viewport | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"invalid URL {value!r}: expected http://host[:port]/path or https://...")
-        return value
 
     def display_url(self) -> str:
         return redact_url(self.url)

@@ -14,16 +14,16 @@ import socket
 import ssl
 import time
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field
 
 from monitor.units import ByteSize, Duration
 from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, StrictModel, TargetConfig
 from probes.http_client import HttpClientPool
 from probes.http_fetch import Fetched, FetchFailed, fetch
 from probes.http_signals import ColdStartDetector, cdn_cache_status
+from probes.urls import HttpUrlStr, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class HttpTarget(TargetConfig):
     """An HTTP(S) endpoint probed with one request per interval."""
 
     type: Literal["http"] = "http"
-    url: str = Field(repr=False)  # may carry credentials
+    url: HttpUrlStr
     method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
     headers: dict[str, str] = Field(default_factory=dict)
     body: str | None = None
@@ -78,27 +78,8 @@ class HttpTarget(TargetConfig):
     record_headers: list[str] = Field(default_factory=list)
     cold_start: ColdStartOptions | None = None
 
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"invalid URL {value!r}: expected http://host[:port]/path or https://...")
-        return value
-
     def display_url(self) -> str:
         return redact_url(self.url)
-
-
-def redact_url(url: str) -> str:
-    """The URL without user:password, safe for logs, the API and dashboards."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
 class HttpProbe:

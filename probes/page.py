@@ -21,13 +21,14 @@ from typing import Literal
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 import httpx
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from monitor.units import ByteSize, Duration
 from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, StrictModel, TargetConfig
-from probes.http import TlsOptions, classify_transport_error, redact_url
+from probes.http import TlsOptions, classify_transport_error
 from probes.http_client import HttpClientPool
 from probes.http_fetch import FetchFailed, fetch
+from probes.urls import HttpUrlStr, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class PageTarget(TargetConfig):
 
     type: Literal["page"] = "page"
     timeout: Duration = 15.0
-    url: str
+    url: HttpUrlStr
     headers: dict[str, str] = Field(default_factory=dict)
     tls: TlsOptions = Field(default_factory=TlsOptions)
     expect: PageExpect = Field(default_factory=PageExpect)
@@ -64,14 +65,6 @@ class PageTarget(TargetConfig):
     max_body: ByteSize = Field(default=2 * 1024 * 1024, gt=0)
     concurrency: int = Field(default=6, ge=1, le=64)
     keepalive: bool = False
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"invalid URL {value!r}: expected http://host[:port]/path or https://...")
-        return value
 
     def display_url(self) -> str:
         return redact_url(self.url)

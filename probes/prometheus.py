@@ -18,17 +18,17 @@ import re
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
 from monitor.units import ByteSize
 from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, StrictModel, TargetConfig
-from probes.http import TlsOptions, classify_transport_error, redact_url
+from probes.http import TlsOptions, classify_transport_error
 from probes.http_client import HttpClientPool
 from probes.selectors import Selector, SelectorField
+from probes.urls import HttpUrlStr, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -63,21 +63,13 @@ class PrometheusTarget(TargetConfig):
     """A Prometheus text-format endpoint whose counters and gauges feed SLOs."""
 
     type: Literal["prometheus"] = "prometheus"
-    url: str
+    url: HttpUrlStr
     headers: dict[str, str] = Field(default_factory=dict)
     tls: TlsOptions = Field(default_factory=TlsOptions)
     max_body: ByteSize = 4 * 1024 * 1024
     ratios: dict[StreamName, RatioSelectors] = Field(default_factory=dict)
     gauges: dict[StreamName, SelectorField] = Field(default_factory=dict)
 
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"invalid URL {value!r}: expected http://host[:port]/metrics "
-                             f"or https://...")
-        return value
 
     @model_validator(mode="after")
     def _check_value_names(self) -> PrometheusTarget:

@@ -16,15 +16,15 @@ import math
 import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 import httpx
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from monitor.units import ByteSize
 from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, TargetConfig
-from probes.http import TlsOptions, classify_transport_error, redact_url
+from probes.http import TlsOptions, classify_transport_error
 from probes.http_client import HttpClientPool
+from probes.urls import HttpUrlStr, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ class PromqlTarget(TargetConfig):
     """A Prometheus HTTP API and the instant queries that count good and total events."""
 
     type: Literal["promql"] = "promql"
-    url: str = Field(description="Prometheus base URL; the probe calls {url}/api/v1/query")
+    url: HttpUrlStr  # the Prometheus base URL; the probe calls {url}/api/v1/query
     good: Expression | None = None
     total: Expression | None = None
     stream: StreamName = "ratio"
@@ -45,14 +45,6 @@ class PromqlTarget(TargetConfig):
     tls: TlsOptions = Field(default_factory=TlsOptions)
     max_body: ByteSize = 1024 * 1024
 
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"invalid URL {value!r}: expected the Prometheus base URL, "
-                             f"e.g. http://prometheus:9090")
-        return value
 
     @model_validator(mode="after")
     def _check_queries(self) -> PromqlTarget:

@@ -14,7 +14,8 @@ import trustme
 
 from probes import HttpClientPool, ProbeContext, build_probe
 from probes.base import ErrorClass, ProbeResult
-from probes.http import HttpTarget, json_path, redact_url
+from probes.http import HttpTarget, json_path
+from probes.urls import redact_url
 from tests.servers import free_port, route_server, send
 
 

@@ -7,11 +7,8 @@ drips bytes cannot hold a probe longer than configured.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import socket
-import ssl
 import time
 from typing import Any, Literal
 
@@ -21,7 +18,7 @@ from pydantic import ConfigDict, Field
 from monitor.units import ByteSize, Duration
 from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, StrictModel, TargetConfig
 from probes.http_client import HttpClientPool
-from probes.http_fetch import Fetched, FetchFailed, fetch
+from probes.http_fetch import Fetched, FetchFailed, fetch, guarded
 from probes.http_signals import ColdStartDetector, cdn_cache_status
 from probes.urls import HttpUrlStr, redact_url
 
@@ -99,19 +96,12 @@ class HttpProbe:
 
     async def run(self, started_at: float) -> ProbeResult:
         t0 = time.perf_counter()
-        try:
-            async with asyncio.timeout(self.config.timeout):
-                return await self._measure(started_at, t0)
-        except (TimeoutError, httpx.TimeoutException):
-            return self._fail(started_at, t0, ErrorClass.TIMEOUT,
-                              f"no complete response within {self.config.timeout:g}s")
-        except httpx.TransportError as exc:
-            error_class, message = classify_transport_error(exc)
-            return self._fail(started_at, t0, error_class, message)
-        except Exception as exc:  # boundary: a probe never raises into the scheduler
-            log.exception("http probe %s failed unexpectedly", self.config.name)
-            return self._fail(started_at, t0, ErrorClass.INTERNAL,
-                              f"internal error: {type(exc).__name__}")
+        return await guarded(
+            self._measure(started_at, t0), timeout=self.config.timeout,
+            fail=lambda error_class, message, status: self._fail(
+                started_at, t0, error_class, message, status),
+            timeout_message=f"no complete response within {self.config.timeout:g}s",
+            kind="http", name=self.config.name)
 
     async def _measure(self, started_at: float, t0: float) -> ProbeResult:
         config = self.config
@@ -121,7 +111,7 @@ class HttpProbe:
                 body=config.body.encode() if config.body is not None else None,
                 timeout=self._timeout, max_body=config.max_body,
                 follow_redirects=config.follow_redirects, max_redirects=config.max_redirects)
-        except FetchFailed as failed:
+        except FetchFailed as failed:  # keep what it learned of the certificate
             return self._fail(started_at, t0, failed.error_class, str(failed),
                               failed.status_code, failed.cert_days_left)
         latency = time.perf_counter() - t0
@@ -215,33 +205,6 @@ def json_path(document: Any, path: str) -> Any:
         else:
             return _MISSING
     return current
-
-
-def classify_transport_error(exc: BaseException) -> tuple[str, str]:
-    """Map an httpx transport error to an error class by walking its cause chain."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, socket.gaierror):
-            return ErrorClass.DNS, f"DNS lookup failed: {_short(seen)}"
-        if isinstance(seen, ConnectionRefusedError):
-            return ErrorClass.REFUSED, "connection refused"
-        if isinstance(seen, ssl.SSLError):
-            return ErrorClass.TLS, f"TLS error: {_short(seen)}"
-        seen = seen.__cause__ or seen.__context__
-    text = str(exc)
-    lowered = text.lower()
-    if "name or service not known" in lowered or "nodename nor servname" in lowered \
-            or "temporary failure in name resolution" in lowered:
-        return ErrorClass.DNS, f"DNS lookup failed: {_short(text)}"
-    if "connection refused" in lowered or "errno 111" in lowered:
-        return ErrorClass.REFUSED, "connection refused"
-    if "ssl" in lowered or "certificate" in lowered:
-        return ErrorClass.TLS, f"TLS error: {_short(text)}"
-    if isinstance(exc, httpx.ConnectError):
-        return ErrorClass.CONNECTION, f"connect failed: {_short(text) or type(exc).__name__}"
-    if isinstance(exc, httpx.ProtocolError | httpx.DecodingError):
-        return ErrorClass.PROTOCOL, f"protocol error: {_short(text) or type(exc).__name__}"
-    return ErrorClass.CONNECTION, f"{type(exc).__name__}: {_short(text)}"
 
 
 def _short(value: object) -> str:

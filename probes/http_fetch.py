@@ -6,14 +6,20 @@ most `max_body` bytes (a hostile target may send 100 MB or never end its body).
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import socket
 import ssl
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import urljoin
 
 import httpx
 
-from probes.base import ErrorClass
+from probes.base import ErrorClass, ProbeResult
+
+log = logging.getLogger(__name__)
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 
@@ -114,3 +120,58 @@ def cert_days_left(response: httpx.Response) -> float | None:
         return None
     expires = datetime.fromtimestamp(ssl.cert_time_to_seconds(not_after), UTC)
     return round((expires - datetime.now(UTC)).total_seconds() / 86400.0, 2)
+
+
+Fail = Callable[[str, str, int | None], ProbeResult]
+"""Builds a failed result from (error class, message, status code)."""
+
+
+async def guarded(measure: Awaitable[ProbeResult], *, timeout: float, fail: Fail,
+                  timeout_message: str, kind: str, name: str) -> ProbeResult:
+    """Run an HTTP-based measurement under one deadline, turning every failure into a
+    failed result: a probe never raises into the scheduler."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await measure
+    except (TimeoutError, httpx.TimeoutException):
+        return fail(ErrorClass.TIMEOUT, timeout_message, None)
+    except FetchFailed as failed:
+        return fail(failed.error_class, str(failed), failed.status_code)
+    except httpx.TransportError as exc:
+        error_class, message = classify_transport_error(exc)
+        return fail(error_class, message, None)
+    except Exception as exc:  # boundary: a probe never raises into the scheduler
+        log.exception("%s probe %s failed unexpectedly", kind, name)
+        return fail(ErrorClass.INTERNAL, f"internal error: {type(exc).__name__}", None)
+
+
+def classify_transport_error(exc: BaseException) -> tuple[str, str]:
+    """Map an httpx transport error to an error class by walking its cause chain."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, socket.gaierror):
+            return ErrorClass.DNS, f"DNS lookup failed: {_short(seen)}"
+        if isinstance(seen, ConnectionRefusedError):
+            return ErrorClass.REFUSED, "connection refused"
+        if isinstance(seen, ssl.SSLError):
+            return ErrorClass.TLS, f"TLS error: {_short(seen)}"
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    lowered = text.lower()
+    if "name or service not known" in lowered or "nodename nor servname" in lowered \
+            or "temporary failure in name resolution" in lowered:
+        return ErrorClass.DNS, f"DNS lookup failed: {_short(text)}"
+    if "connection refused" in lowered or "errno 111" in lowered:
+        return ErrorClass.REFUSED, "connection refused"
+    if "ssl" in lowered or "certificate" in lowered:
+        return ErrorClass.TLS, f"TLS error: {_short(text)}"
+    if isinstance(exc, httpx.ConnectError):
+        return ErrorClass.CONNECTION, f"connect failed: {_short(text) or type(exc).__name__}"
+    if isinstance(exc, httpx.ProtocolError | httpx.DecodingError):
+        return ErrorClass.PROTOCOL, f"protocol error: {_short(text) or type(exc).__name__}"
+    return ErrorClass.CONNECTION, f"{type(exc).__name__}: {_short(text)}"
+
+
+def _short(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= 120 else text[:117] + "..."

@@ -34,7 +34,7 @@ from pymongo.errors import (
 from pymongo.uri_parser import parse_userinfo, split_hosts, split_options
 
 from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, StrictModel, TargetConfig
-from probes.http import classify_transport_error
+from probes.http_fetch import classify_transport_error
 
 log = logging.getLogger(__name__)
 

@@ -25,9 +25,9 @@ from pydantic import Field
 
 from monitor.units import ByteSize, Duration
 from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, StrictModel, TargetConfig
-from probes.http import TlsOptions, classify_transport_error
+from probes.http import TlsOptions
 from probes.http_client import HttpClientPool
-from probes.http_fetch import FetchFailed, fetch
+from probes.http_fetch import FetchFailed, classify_transport_error, fetch
 from probes.urls import HttpUrlStr, redact_url
 
 log = logging.getLogger(__name__)

@@ -25,8 +25,9 @@ from pydantic import BeforeValidator, Field, model_validator
 
 from monitor.units import ByteSize
 from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, StrictModel, TargetConfig
-from probes.http import TlsOptions, classify_transport_error
+from probes.http import TlsOptions
 from probes.http_client import HttpClientPool
+from probes.http_fetch import guarded
 from probes.selectors import Selector, SelectorField
 from probes.urls import HttpUrlStr, redact_url
 
@@ -185,19 +186,12 @@ class PrometheusProbe:
 
     async def run(self, started_at: float) -> ProbeResult:
         t0 = time.perf_counter()
-        try:
-            async with asyncio.timeout(self.config.timeout):
-                return await self._measure(started_at, t0)
-        except (TimeoutError, httpx.TimeoutException):
-            return self._fail(started_at, t0, ErrorClass.TIMEOUT,
-                              f"no complete scrape within {self.config.timeout:g}s")
-        except httpx.TransportError as exc:
-            error_class, message = classify_transport_error(exc)
-            return self._fail(started_at, t0, error_class, message)
-        except Exception as exc:  # boundary: a probe never raises into the scheduler
-            log.exception("prometheus probe %s failed unexpectedly", self.config.name)
-            return self._fail(started_at, t0, ErrorClass.INTERNAL,
-                              f"internal error: {type(exc).__name__}")
+        return await guarded(
+            self._measure(started_at, t0), timeout=self.config.timeout,
+            fail=lambda error_class, message, status: self._fail(
+                started_at, t0, error_class, message, status),
+            timeout_message=f"no complete scrape within {self.config.timeout:g}s",
+            kind="prometheus", name=self.config.name)
 
     async def _measure(self, started_at: float, t0: float) -> ProbeResult:
         config = self.config

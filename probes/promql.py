@@ -22,8 +22,9 @@ from pydantic import Field, model_validator
 
 from monitor.units import ByteSize
 from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, TargetConfig
-from probes.http import TlsOptions, classify_transport_error
+from probes.http import TlsOptions
 from probes.http_client import HttpClientPool
+from probes.http_fetch import FetchFailed, guarded, read_capped
 from probes.urls import HttpUrlStr, redact_url
 
 log = logging.getLogger(__name__)
@@ -61,13 +62,8 @@ class PromqlTarget(TargetConfig):
         return redact_url(self.url)
 
 
-class QueryFailed(Exception):
+class QueryFailed(FetchFailed):
     """One query did not yield a number or an empty answer; carries the error class."""
-
-    def __init__(self, error_class: str, message: str, status_code: int | None = None) -> None:
-        super().__init__(message)
-        self.error_class = error_class
-        self.status_code = status_code
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,21 +140,12 @@ class PromqlProbe:
 
     async def run(self, started_at: float) -> ProbeResult:
         t0 = time.perf_counter()
-        try:
-            async with asyncio.timeout(self.config.timeout):
-                return await self._measure(started_at, t0)
-        except (TimeoutError, httpx.TimeoutException):
-            return self._fail(started_at, t0, ErrorClass.TIMEOUT,
-                              f"no answer from Prometheus within {self.config.timeout:g}s")
-        except QueryFailed as exc:
-            return self._fail(started_at, t0, exc.error_class, str(exc), exc.status_code)
-        except httpx.TransportError as exc:
-            error_class, message = classify_transport_error(exc)
-            return self._fail(started_at, t0, error_class, message)
-        except Exception as exc:  # boundary: a probe never raises into the scheduler
-            log.exception("promql probe %s failed unexpectedly", self.config.name)
-            return self._fail(started_at, t0, ErrorClass.INTERNAL,
-                              f"internal error: {type(exc).__name__}")
+        return await guarded(
+            self._measure(started_at, t0), timeout=self.config.timeout,
+            fail=lambda error_class, message, status: self._fail(
+                started_at, t0, error_class, message, status),
+            timeout_message=f"no answer from Prometheus within {self.config.timeout:g}s",
+            kind="promql", name=self.config.name)
 
     async def _measure(self, started_at: float, t0: float) -> ProbeResult:
         config = self.config
@@ -202,7 +189,7 @@ class PromqlProbe:
         )
         response = await self._client.send(request, stream=True)
         try:
-            body = await self._read(response)
+            body = await read_capped(response, self.config.max_body)
         finally:
             await response.aclose()
         status = response.status_code
@@ -222,22 +209,6 @@ class PromqlProbe:
         except QueryFailed as exc:
             raise QueryFailed(exc.error_class, f"{name} query: {_short(exc)}", status) from None
         return Answer(value, status, len(body), warnings)
-
-    async def _read(self, response: httpx.Response) -> bytes:
-        declared = response.headers.get("content-length", "")
-        limit = self.config.max_body
-        if declared.isdigit() and int(declared) > limit:
-            raise QueryFailed(ErrorClass.TOO_LARGE, f"answer of {int(declared)} bytes exceeds "
-                              f"max_body {limit}", response.status_code)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > limit:
-                raise QueryFailed(ErrorClass.TOO_LARGE, f"answer exceeds max_body {limit} bytes",
-                                  response.status_code)
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def _fail(self, started_at: float, t0: float, error_class: str, message: str,
               status_code: int | None = None) -> ProbeResult:

@@ -36,7 +36,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, TargetConfig
-from probes.http import classify_transport_error
+from probes.http_fetch import classify_transport_error
 from probes.urls import redact_url
 
 log = logging.getLogger(__name__)

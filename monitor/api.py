@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from monitor.errors import NotFoundError
+from monitor.phases import PhaseStatus, TriggerStatus
 from monitor.runtime import Runtime
 from monitor.storage import repository
 from monitor.storage.repository import StoredResult
@@ -53,7 +54,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail))
+        response = _error(exc.status_code, str(exc.detail))
+        response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(SQLAlchemyError)
     async def _storage(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
@@ -180,5 +183,37 @@ def slo_json(status: SloStatus) -> dict[str, Any]:
         "windows": [{"window": w.window, "good": w.good, "total": w.total, "sli": w.sli,
                      "burn_rate": w.burn_rate} for w in status.windows],
         "percentiles": status.latency,  # seconds; a threshold SLO: its value
+        "budgeting": status.budgeting,
+        "window_start": _iso(status.window_start),
+        "period_seconds": status.period_seconds,
+        "budget_exhaustion_seconds": status.exhaustion_seconds,
+        "budget_exhausted_at": _iso(status.exhausted_at) if status.exhausted_at else None,
+        "alert": {"severity": status.alert.severity, "tier": status.alert.tier,
+                  "reason": status.alert.reason,
+                  "since": _iso(status.alert.since) if status.alert.since else None,
+                  "no_data": status.alert.no_data, "suppressed": status.alert.suppressed},
+        "in_maintenance": status.in_maintenance,
         "evaluated_at": _iso(status.evaluated_at),
+    }
+
+
+@router.get("/api/v1/phases", tags=["slos"])
+async def phases(request: Request) -> dict[str, Any]:
+    """The scaling phases against their SLOs, and the decision triggers."""
+    service = _runtime(request).service
+    phase_list = await asyncio.to_thread(service.phases)
+    triggers = await asyncio.to_thread(service.trigger_statuses)
+    return phases_json(phase_list, triggers)
+
+
+def phases_json(phase_list: list[PhaseStatus], triggers: list[TriggerStatus]
+                ) -> dict[str, Any]:
+    return {
+        "phases": [{"name": p.name, "title": p.title, "state": p.state,
+                    "slos": [{"name": n, "state": st} for n, st in p.slos]}
+                   for p in phase_list],
+        "triggers": [{"name": t.name, "description": t.description, "phase": t.phase,
+                      "firing": t.firing, "value": t.value, "threshold": t.threshold,
+                      "direction": t.direction, "samples": t.samples,
+                      "since": _iso(t.since) if t.since else None} for t in triggers],
     }

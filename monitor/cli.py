@@ -15,9 +15,8 @@ import sys
 from collections.abc import Sequence
 
 from rich.console import Console
-from rich.table import Table
 
-from monitor import __version__
+from monitor import __version__, cli_slo
 from monitor.config_loader import LoadedConfig, load_config
 from monitor.errors import ConfigError
 
@@ -55,10 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_commands.add_parser("upgrade", help="create or migrate the schema to the latest version")
 
-    slo = commands.add_parser("slo", help="SLO reports")
-    slo_commands = slo.add_subparsers(dest="slo_command", required=True, metavar="ACTION")
-    status = slo_commands.add_parser("status", help="SLI, budget and burn rates of every SLO")
-    status.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    cli_slo.add_parsers(commands)
 
     demo = commands.add_parser("demo-target", help="serve the bundled PrimeTrade-like demo API")
     demo.add_argument("--host", default="127.0.0.1")
@@ -159,61 +155,7 @@ def _probe(loaded: LoadedConfig, args: argparse.Namespace) -> int:
 
 
 def _slo(loaded: LoadedConfig, args: argparse.Namespace) -> int:
-    from monitor.api import slo_json
-    from monitor.clock import SystemClock
-    from monitor.service import MonitorService
-    from monitor.storage.engine import current_revision, make_engine
-    engine = make_engine(loaded.settings.storage.url)
-    if current_revision(engine) is None:
-        print("error: the database has no schema yet; run `primewatch db upgrade` "
-              "(or `primewatch run`) first", file=sys.stderr)
-        return EXIT_USAGE
-    statuses = MonitorService(loaded.settings, engine, SystemClock()).slo_statuses()
-    if args.json:
-        print(json.dumps([slo_json(s) for s in statuses], indent=2))
-        return EXIT_OK
-    table = Table(title=f"SLOs — {loaded.settings.service.name}")
-    for column in ("SLO", "objective", "SLI", "budget left", "burn 1h", "burn 5m", "p95",
-                   "events", "state"):
-        table.add_column(column, justify="left" if column in ("SLO", "state") else "right")
-    for s in statuses:
-        burn = s.burn_rates
-        timed = s.sli_kind in ("availability", "latency") or (
-            s.sli_kind == "threshold" and (slo_value(loaded, s.name) or "").endswith("_seconds"))
-        p95 = s.latency.get("p95") if timed else None
-        state = {"ok": "[green]✔ ok[/]", "breaching": "[red]✖ breaching[/]",
-                 "no_data": "[yellow]? no data[/]"}[s.state]
-        table.add_row(s.name, _pct(s.objective), _pct(s.sli), _pct(s.budget_remaining),
-                      _num(burn.get("1h")), _num(burn.get("5m")),
-                      _ms(p95),
-                      f"{s.total}", state)
-    console = Console()
-    if not console.is_terminal:
-        # piped output has no width to fit (rich assumes 80): print names whole, not "api-av…"
-        wide = console.options.update_width(1000)
-        console = Console(width=max(console.width, console.measure(table, options=wide).maximum))
-    console.print(table)
-    return EXIT_FAILED if any(s.state == "breaching" for s in statuses) else EXIT_OK
-
-
-def slo_value(loaded: LoadedConfig, name: str) -> str | None:
-    slo = loaded.settings.slo(name)
-    return slo.value if slo else None
-
-
-def _ms(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    millis = seconds * 1000
-    return f"{millis:.0f} ms" if millis >= 10 else f"{millis:.2f} ms"
-
-
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value * 100:.3f}%"
-
-
-def _num(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}"
+    return cli_slo.run(loaded, args)
 
 
 def _run(loaded: LoadedConfig, args: argparse.Namespace) -> int:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr
 
-from monitor.units import Duration, Percent, parse_duration, parse_size
+from monitor.config_slo import Maintenance, Phase, SloConfig, TriggerRule
+from monitor.units import Duration
 from probes import REGISTRY
 from probes.base import StrictModel, TargetConfig
 
@@ -65,55 +66,6 @@ class StorageSection(StrictModel):
     batch_size: int = Field(default=500, ge=1, le=100_000)
     flush_interval: Duration = 1.0
     max_buffer: int = Field(default=100_000, ge=100)
-
-
-class SloConfig(StrictModel):
-    """One service level objective over one target's events."""
-
-    name: Name
-    target: Name
-    sli: Literal["availability", "latency", "ratio", "threshold"]
-    objective: Percent
-    window: Duration = 30 * 86400.0
-    threshold: float | None = None
-    stream: str | None = None
-    value: str | None = None
-    comparison: Literal["<=", ">="] = "<="
-    region: str | None = None
-    description: str = ""
-    labels: dict[str, str] = Field(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _parse_threshold(cls, data: Any) -> Any:
-        """Latency thresholds are durations (`200ms`); a threshold SLO's may be a plain
-        number or a duration or a size (`10GB`), whatever its value measures."""
-        if isinstance(data, dict) and isinstance(data.get("threshold"), str):
-            raw = data["threshold"]
-            for parse in (parse_duration, parse_size):
-                try:
-                    return {**data, "threshold": float(parse(raw))}
-                except ValueError:
-                    continue
-            raise ValueError(f"invalid threshold {raw!r}: expected a duration (200ms), "
-                             "a size (10GB) or a number")
-        return data
-
-    @model_validator(mode="after")
-    def _fields_match_sli(self) -> SloConfig:
-        needs = {"latency": ("threshold",), "ratio": ("stream",),
-                 "threshold": ("threshold", "value"), "availability": ()}[self.sli]
-        for key in needs:
-            if getattr(self, key) is None:
-                example = {"threshold": "threshold: 200ms", "stream": "stream: cache",
-                           "value": "value: query_seconds"}[key]
-                raise ValueError(f"a {self.sli} SLO needs `{key}` (e.g. {example})")
-        for key in ("threshold", "stream", "value"):
-            if key not in needs and getattr(self, key) is not None:
-                raise ValueError(f"`{key}` does not apply to sli: {self.sli}")
-        if self.window < 3600:
-            raise ValueError("`window` must be at least 1h")
-        return self
 
 
 class EscalationStep(StrictModel):
@@ -234,6 +186,9 @@ class Settings(StrictModel):
     targets: list[TargetUnion] = Field(default_factory=list)
     slos: list[SloConfig] = Field(default_factory=list)
     alerting: AlertingSection = Field(default_factory=AlertingSection)
+    maintenance: list[Maintenance] = Field(default_factory=list)
+    phases: list[Phase] = Field(default_factory=list)
+    triggers: list[TriggerRule] = Field(default_factory=list)
 
     def target(self, name: str) -> TargetConfig | None:
         return next((t for t in self.targets if t.name == name), None)
@@ -275,6 +230,8 @@ def cross_reference_problems(data: Any) -> list[tuple[tuple[Any, ...], str]]:
 
     target_names = unique(("targets",), root.get("targets"), "target")
     unique(("slos",), root.get("slos"), "SLO")
+    unique(("phases",), root.get("phases"), "phase")
+    unique(("triggers",), root.get("triggers"), "trigger")
     channel_names = unique(("alerting", "channels"), alerting.get("channels"), "channel")
     unique(("alerting", "policies"), alerting.get("policies"), "policy")
     for index, slo in items(root.get("slos")):
@@ -284,6 +241,33 @@ def cross_reference_problems(data: Any) -> list[tuple[tuple[Any, ...], str]]:
             problems.append((("slos", index, "target"),
                              f"SLO {slo.get('name')!r} names target {target!r}, which is not "
                              f"defined (targets: {known})"))
+    slo_names = {slo.get("name") for _, slo in items(root.get("slos"))}
+    phase_names = {phase.get("name") for _, phase in items(root.get("phases"))}
+    for p_index, phase in items(root.get("phases")):
+        listed = phase.get("slos")
+        for s_index, name in enumerate(listed if isinstance(listed, list) else []):
+            if isinstance(name, str) and name not in slo_names:
+                problems.append((("phases", p_index, "slos", s_index),
+                                 f"phase {phase.get('name')!r} lists SLO {name!r}, which is "
+                                 "not defined"))
+    for t_index, trigger in items(root.get("triggers")):
+        target, trigger_phase = trigger.get("target"), trigger.get("phase")
+        if isinstance(target, str) and target not in target_names:
+            problems.append((("triggers", t_index, "target"),
+                             f"trigger {trigger.get('name')!r} names target {target!r}, "
+                             "which is not defined"))
+        if isinstance(trigger_phase, str) and trigger_phase not in phase_names:
+            problems.append((("triggers", t_index, "phase"),
+                             f"trigger {trigger.get('name')!r} names phase {trigger_phase!r}, "
+                             "which is not defined"))
+    for m_index, window in items(root.get("maintenance")):
+        for key, defined in (("targets", target_names), ("slos", slo_names)):
+            listed = window.get(key)
+            for n_index, name in enumerate(listed if isinstance(listed, list) else []):
+                if isinstance(name, str) and name not in defined:
+                    problems.append((("maintenance", m_index, key, n_index),
+                                     f"maintenance window {window.get('name')!r} names "
+                                     f"{key[:-1]} {name!r}, which is not defined"))
     for p_index, policy in items(alerting.get("policies")):
         for s_index, step in items(policy.get("steps")):
             notify = step.get("notify")

@@ -7,21 +7,35 @@ from collections.abc import Sequence
 
 from sqlalchemy import Engine
 
-from monitor.config import SloConfig
+from monitor.config_slo import SloConfig
+from monitor.maintenance import MaintenanceCalendar
 from monitor.storage.repository import write_batch
 from probes.base import ProbeResult
-from slo.rollup import rollup_deltas
+from slo.rollup import BucketDelta, rollup_deltas
+
+
+class Classifier:
+    """Which SLOs each target feeds, minus what maintenance windows exclude."""
+
+    def __init__(self, slos: Sequence[SloConfig],
+                 calendar: MaintenanceCalendar | None = None) -> None:
+        by_target: dict[str, list[SloConfig]] = defaultdict(list)
+        for slo in slos:
+            by_target[slo.target].append(slo)
+        self.slos_by_target = dict(by_target)
+        self.calendar = calendar or MaintenanceCalendar()
+
+    def deltas(self, results: Sequence[ProbeResult]) -> dict[tuple[str, int], BucketDelta]:
+        return rollup_deltas(results, self.slos_by_target, excluded=self.calendar.covers)
 
 
 class ResultWriter:
     """Callable used by the sink (in a worker thread): results → raw rows + rollups."""
 
-    def __init__(self, engine: Engine, slos: Sequence[SloConfig]) -> None:
+    def __init__(self, engine: Engine, slos: Sequence[SloConfig],
+                 calendar: MaintenanceCalendar | None = None) -> None:
         self._engine = engine
-        by_target: dict[str, list[SloConfig]] = defaultdict(list)
-        for slo in slos:
-            by_target[slo.target].append(slo)
-        self._slos_by_target = dict(by_target)
+        self.classifier = Classifier(slos, calendar)
 
     def __call__(self, results: Sequence[ProbeResult]) -> None:
-        write_batch(self._engine, results, rollup_deltas(results, self._slos_by_target))
+        write_batch(self._engine, results, self.classifier.deltas(results))

@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import contextlib
 import platform
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from monitor import __version__
 from probes.base import ProbeResult
 from slo.status import SloStatus
+
+if TYPE_CHECKING:
+    from monitor.phases import PhaseStatus, TriggerStatus
 
 # Probe latencies span ~1 ms (loopback) to the timeout; buckets dense around typical
 # SLO thresholds (100 ms, 200 ms, 500 ms, 2 s).
@@ -80,6 +85,18 @@ class Metrics:
                               ["slo", "window"], registry=r)
         self.slo_events = Gauge("primewatch_slo_events",
                                 "Valid events in the SLO window", ["slo", "kind"], registry=r)
+        self.slo_alert = Gauge("primewatch_slo_alert_firing",
+                               "1 while a burn-rate alert fires for the SLO, by severity",
+                               ["slo", "severity"], registry=r)
+        self.slo_exhaustion = Gauge("primewatch_slo_error_budget_exhaustion_seconds",
+                                    "Seconds until the budget is spent at the last hour's "
+                                    "burn (absent when not burning)", ["slo"], registry=r)
+        self.phase_met = Gauge("primewatch_phase_met",
+                               "1 when every SLO of the scaling phase is met, 0 when one is "
+                               "not (absent while one has no data)", ["phase"], registry=r)
+        self.trigger_firing = Gauge("primewatch_trigger_firing",
+                                    "1 while the decision trigger's condition holds",
+                                    ["trigger"], registry=r)
         self.slo_no_data = Gauge("primewatch_slo_no_data",
                                  "1 when the SLO window holds no events", ["slo"], registry=r)
 
@@ -105,6 +122,18 @@ class Metrics:
         _set_or_remove(self.slo_budget, (name,), status.budget_remaining)
         for window in status.windows:
             _set_or_remove(self.slo_burn, (name, window.window), window.burn_rate)
+        for severity in ("page", "ticket"):
+            self.slo_alert.labels(name, severity).set(
+                1 if status.alert.severity == severity else 0)
+        _set_or_remove(self.slo_exhaustion, (name,), status.exhaustion_seconds)
+
+    def observe_phases(self, phases: Sequence[PhaseStatus],
+                       triggers: Sequence[TriggerStatus]) -> None:
+        for phase in phases:
+            value = None if phase.state == "unknown" else (1.0 if phase.state == "met" else 0.0)
+            _set_or_remove(self.phase_met, (phase.name,), value)
+        for trigger in triggers:
+            self.trigger_firing.labels(trigger.name).set(1 if trigger.firing else 0)
 
 
 def _set_or_remove(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:

@@ -15,7 +15,9 @@ from sqlalchemy import Engine
 from monitor.clock import Clock
 from monitor.config import Settings
 from monitor.ingest import ResultWriter
+from monitor.maintenance import load_stored
 from monitor.metrics import Metrics
+from monitor.retention import prune
 from monitor.scheduler import ProbeScheduler, ScheduledTarget
 from monitor.service import MonitorService
 from monitor.sink import ResultSink
@@ -23,6 +25,7 @@ from probes import HttpClientPool, ProbeContext, build_probe
 from slo.status import SloStatus
 
 log = logging.getLogger(__name__)
+PRUNE_EVERY = 3600.0  # seconds between retention passes
 
 
 class Runtime:
@@ -39,17 +42,24 @@ class Runtime:
                    for t in settings.targets}
         self._probes = [t.probe for t in targets.values()]
         storage = settings.storage
-        self.sink = ResultSink(ResultWriter(engine, settings.slos), metrics,
+        self.sink = ResultSink(ResultWriter(engine, settings.slos, self.service.calendar),
+                               metrics,
                                batch_size=storage.batch_size,
                                flush_interval=storage.flush_interval,
                                max_buffer=storage.max_buffer)
         self.scheduler = ProbeScheduler(targets, self.sink.submit, metrics)
         self.statuses: dict[str, SloStatus] = {}
+        self._last_prune = 0.0
         self.last_evaluation_error: str | None = None
         self._sink_task: asyncio.Task[None] | None = None
         self._evaluator_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        try:
+            stored = await asyncio.to_thread(load_stored, self.service.engine)
+            self.service.calendar.replace_stored(stored)
+        except Exception as exc:  # storage may be down at start; config windows still apply
+            log.warning("could not load maintenance windows: %s", type(exc).__name__)
         self._sink_task = asyncio.create_task(self.sink.run(), name="result-sink")
         self._evaluator_task = asyncio.create_task(self._evaluate_forever(),
                                                    name="slo-evaluator")
@@ -86,9 +96,19 @@ class Runtime:
         return statuses
 
     def _evaluate_and_publish(self) -> list[SloStatus]:
-        statuses = self.service.slo_statuses()
+        service = self.service
+        now = service.clock.now()
+        statuses = service.slo_engine.evaluate(self.settings.slos, now, alerts=True)
         for status in statuses:
             self.metrics.observe_slo(status)
+        self.metrics.observe_phases(service.phases(statuses),
+                                    service.triggers.evaluate(service.engine, now))
+        if now - self._last_prune >= PRUNE_EVERY:
+            self._last_prune = now
+            report = prune(service.engine, self.settings.storage.retention, now)
+            if report.raw or report.minute or report.hour:
+                log.info("retention: pruned %d results, %d minute and %d hour rollup rows",
+                         report.raw, report.minute, report.hour)
         return statuses
 
     async def _evaluate_forever(self) -> None:

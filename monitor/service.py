@@ -5,21 +5,20 @@ Routes stay thin: they validate input, call one of these and shape the output.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
 from monitor.clock import Clock
-from monitor.config import Settings, SloConfig
+from monitor.config import Settings
 from monitor.errors import NotFoundError
+from monitor.maintenance import MaintenanceCalendar
+from monitor.phases import PhaseStatus, TriggerStatus, TriggerTracker, phase_statuses
+from monitor.slo_engine import SloEngine
 from monitor.storage import repository
 from monitor.storage.repository import StoredResult
 from probes.base import TargetConfig
-from slo.budget import BURN_WINDOWS
-from slo.rollup import MINUTE, bucket_start
-from slo.status import SloStatus, build_status
+from slo.status import SloStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,10 +32,16 @@ class TargetView:
 class MonitorService:
     """Answers questions about targets, results and SLOs at the clock's current time."""
 
-    def __init__(self, settings: Settings, engine: Engine, clock: Clock) -> None:
+    def __init__(self, settings: Settings, engine: Engine, clock: Clock,
+                 calendar: MaintenanceCalendar | None = None) -> None:
         self.settings = settings
         self.engine = engine
         self.clock = clock
+        self.calendar = calendar or MaintenanceCalendar.from_config(settings.maintenance)
+        self.triggers = TriggerTracker(settings.triggers)
+        self.slo_engine = SloEngine(
+            engine, in_maintenance=lambda slo, now: self.calendar.covers(slo.target,
+                                                                          slo.name, now))
 
     def targets(self) -> list[TargetView]:
         latest = repository.latest_results(self.engine)
@@ -55,30 +60,21 @@ class MonitorService:
                                        limit=limit)
 
     def slo_statuses(self) -> list[SloStatus]:
-        return self._evaluate(self.settings.slos, self.clock.now())
+        return self.slo_engine.evaluate(self.settings.slos, self.clock.now())
 
     def slo_status(self, name: str) -> SloStatus:
         slo = self.settings.slo(name)
         if slo is None:
             raise NotFoundError("SLO", name)
-        return self._evaluate([slo], self.clock.now())[0]
+        return self.slo_engine.evaluate([slo], self.clock.now())[0]
 
-    def _evaluate(self, slos: Sequence[SloConfig], now: float) -> list[SloStatus]:
-        """Two grouped queries per distinct SLO window, however many SLOs there are."""
-        current = bucket_start(now)
-        statuses: dict[str, SloStatus] = {}
-        by_window: dict[int, list[SloConfig]] = defaultdict(list)
-        for slo in slos:
-            by_window[int(slo.window)].append(slo)
-        for window, group in by_window.items():
-            names = [slo.name for slo in group]
-            windows = {window, *(seconds for _, seconds in BURN_WINDOWS)}
-            counts = repository.window_counts_many(self.engine, names, current, windows)
-            bins = repository.window_bins_many(self.engine, names,
-                                               current - window + MINUTE, current)
-            for slo in group:
-                statuses[slo.name] = build_status(
-                    name=slo.name, target=slo.target, sli_kind=slo.sli,
-                    objective=slo.objective, window_seconds=window, threshold=slo.threshold,
-                    evaluated_at=now, counts=counts[slo.name], bins=bins[slo.name])
-        return [statuses[slo.name] for slo in slos]
+    def phases(self, statuses: list[SloStatus] | None = None) -> list[PhaseStatus]:
+        """Each scaling phase against its SLOs (evaluated now unless given)."""
+        current = statuses if statuses is not None else self.slo_statuses()
+        return phase_statuses(self.settings.phases, {s.name: s for s in current})
+
+    def trigger_statuses(self, *, refresh: bool = True) -> list[TriggerStatus]:
+        """Decision triggers; `refresh=False` returns the last tick's verdicts."""
+        if refresh or not self.triggers.last:
+            return self.triggers.evaluate(self.engine, self.clock.now())
+        return self.triggers.last

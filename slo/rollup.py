@@ -6,7 +6,7 @@ writers in several batches, threads or instances combine correctly.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from slo.sketch import add_to_bins
@@ -33,11 +33,14 @@ def rollup_deltas(
     events: Iterable[Event],
     slos_by_target: Mapping[str, Sequence[SliDefinition]],
     resolution: int = MINUTE,
+    excluded: Callable[[str, str, float], bool] | None = None,
 ) -> dict[tuple[str, int], BucketDelta]:
     """Classify each event for every SLO of its target and sum per (SLO, bucket).
 
     Bins hold the latency of successful probes (or the measured value of a threshold
     SLO): a failed probe's duration is a timeout or an error, not a response time.
+    `excluded(target, slo, timestamp)` leaves events out (maintenance windows): they
+    stay in the raw results but count for no SLO.
     """
     deltas: dict[tuple[str, int], BucketDelta] = {}
     for event in events:
@@ -46,6 +49,9 @@ def rollup_deltas(
             continue
         start = bucket_start(event.started_at, resolution)
         for definition in definitions:
+            if excluded is not None and excluded(event.target, definition.name,
+                                                 event.started_at):
+                continue
             counted = event_counts(definition, event)
             if counted is None:
                 continue

@@ -16,7 +16,8 @@ from monitor.storage.engine import make_engine, upgrade
 REQUIRE_SERVICES = os.environ.get("PRIMEWATCH_REQUIRE_SERVICES") == "1"
 POSTGRES_URL = os.environ.get("PRIMEWATCH_TEST_DATABASE_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-TABLES = ("latency_bins", "slo_rollups", "probe_results", "alembic_version")
+TABLES = ("latency_bins", "slo_rollups", "probe_results", "maintenance_windows",
+          "alembic_version")
 
 
 def service_missing(reason: str) -> None:

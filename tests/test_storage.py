@@ -12,14 +12,14 @@ from sqlalchemy import Engine, func, inspect, select
 
 from monitor.ingest import ResultWriter
 from monitor.storage import repository
-from monitor.storage.engine import current_revision, make_engine, upgrade
+from monitor.storage.engine import current_revision, head_revision, make_engine, upgrade
 from monitor.storage.models import Base, ProbeResultRow
 from probes.base import ProbeResult
 from slo.rollup import bucket_start, rollup_deltas
 from tests.conftest import make_settings
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z, on a minute boundary
-HEAD_REVISION = "0002"
+HEAD_REVISION = head_revision()
 
 
 def result(offset: float, ok: bool = True, latency: float = 0.05, target: str = "api",

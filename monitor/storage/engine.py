@@ -44,8 +44,7 @@ def make_engine(url: str) -> Engine:
 
 def alembic_config(engine: Engine) -> Config:
     """Alembic settings built in code, so the installed package migrates from anywhere."""
-    config = Config()
-    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config = alembic_config_without_engine()
     config.attributes["engine"] = engine
     return config
 
@@ -62,3 +61,16 @@ def current_revision(engine: Engine) -> str | None:
         except Exception:
             return None
     return str(row[0]) if row else None
+
+
+def head_revision() -> str:
+    """The newest migration shipped with this version of primewatch."""
+    from alembic.script import ScriptDirectory
+    head = ScriptDirectory.from_config(alembic_config_without_engine()).get_current_head()
+    return str(head)
+
+
+def alembic_config_without_engine() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    return config

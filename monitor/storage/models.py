@@ -72,3 +72,20 @@ class LatencyBin(Base):
     bucket_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     bin: Mapped[int] = mapped_column(Integer, primary_key=True)
     count: Mapped[int] = mapped_column(BigInteger)
+
+
+class MaintenanceRow(Base):
+    """A maintenance window or correction created through the API (config ones live in
+    config.yaml). Results inside are kept but left out of SLIs; alerts are suppressed."""
+
+    __tablename__ = "maintenance_windows"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100))
+    start: Mapped[float] = mapped_column(Float(precision=53))
+    end: Mapped[float] = mapped_column(Float(precision=53))
+    targets: Mapped[list[str]] = mapped_column(JSON)
+    slos: Mapped[list[str]] = mapped_column(JSON)
+    comment: Mapped[str] = mapped_column(String(1000))
+    author: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[float] = mapped_column(Float(precision=53))

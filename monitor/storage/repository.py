@@ -9,11 +9,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Table, and_, case, func, insert, select, text
-from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection
+from sqlalchemy import Engine, and_, case, func, insert, select, text
 
 from monitor.storage.models import LatencyBin, ProbeResultRow, SloRollup
+from monitor.storage.rollups import add_deltas
 from probes.base import ProbeResult
 from slo.rollup import MINUTE, BucketDelta
 
@@ -30,23 +29,12 @@ class StoredResult:
 
 
 def write_batch(engine: Engine, results: Sequence[ProbeResult],
-                deltas: Mapping[tuple[str, int], BucketDelta],
-                resolution: int = MINUTE) -> None:
-    """Store raw results and add their rollup deltas, all in one transaction."""
+                deltas: Mapping[tuple[str, int], BucketDelta]) -> None:
+    """Store raw results and add their rollup deltas (every tier), in one transaction."""
     with engine.begin() as connection:
         if results:
             connection.execute(insert(ProbeResultRow), [_row(r) for r in results])
-        rollups = [{"slo": slo, "resolution": resolution, "bucket_start": start,
-                    "good": d.good, "total": d.total} for (slo, start), d in deltas.items()]
-        bins = [{"slo": slo, "resolution": resolution, "bucket_start": start, "bin": b,
-                 "count": c}
-                for (slo, start), d in deltas.items() for b, c in d.bins.items()]
-        if rollups:
-            _upsert_add(connection, SloRollup.__table__,  # type: ignore[arg-type]
-                        rollups, ("slo", "resolution", "bucket_start"), ("good", "total"))
-        if bins:
-            _upsert_add(connection, LatencyBin.__table__,  # type: ignore[arg-type]
-                        bins, ("slo", "resolution", "bucket_start", "bin"), ("count",))
+        add_deltas(connection, deltas)
 
 
 def _row(result: ProbeResult) -> dict[str, Any]:
@@ -55,21 +43,6 @@ def _row(result: ProbeResult) -> dict[str, Any]:
     row["counts"] = {k: list(v) for k, v in result.counts.items()} or None
     row["details"] = result.details or None
     return row
-
-
-def _upsert_add(connection: Connection, table: Table, rows: list[dict[str, Any]],
-                keys: Sequence[str], counters: Sequence[str]) -> None:
-    """INSERT ... ON CONFLICT DO UPDATE SET counter = counter + excluded.counter."""
-    dialect = connection.dialect.name
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    if dialect not in ("postgresql", "sqlite"):
-        raise NotImplementedError(f"storage backend {dialect!r} is not supported")
-    statement = module.insert(table)
-    statement = statement.on_conflict_do_update(
-        index_elements=list(keys),
-        set_={c: table.c[c] + statement.excluded[c] for c in counters},
-    )
-    connection.execute(statement, rows)
 
 
 def ping(engine: Engine) -> None:
@@ -85,7 +58,7 @@ def latest_results(engine: Engine) -> dict[str, StoredResult]:
     query = select(ProbeResultRow).join(newest, ProbeResultRow.id == newest.c.id)
     with engine.connect() as connection:
         rows = connection.execute(query).mappings().all()
-    return {row["target"]: _stored(row) for row in rows}
+    return {row["target"]: stored_result(row) for row in rows}
 
 
 def results_page(engine: Engine, target: str, *, since: float | None, before_id: int | None,
@@ -99,10 +72,10 @@ def results_page(engine: Engine, target: str, *, since: float | None, before_id:
     query = (select(ProbeResultRow).where(and_(*conditions))
              .order_by(ProbeResultRow.id.desc()).limit(limit))
     with engine.connect() as connection:
-        return [_stored(row) for row in connection.execute(query).mappings()]
+        return [stored_result(row) for row in connection.execute(query).mappings()]
 
 
-def _stored(row: Any) -> StoredResult:
+def stored_result(row: Any) -> StoredResult:
     counts = {k: (float(v[0]), float(v[1])) for k, v in (row["counts"] or {}).items()}
     return StoredResult(row["id"], ProbeResult(
         target=row["target"], started_at=row["started_at"], ok=bool(row["ok"]),

@@ -1,0 +1,160 @@
+"""Rollup tiers: every write adds to minute, hour and day buckets at once.
+
+Why all three at ingest: counts are additive, so late results (a buffer flushed after a
+database outage) land in the right hour and day without a compaction pass, and a 30-day
+window is read from ~30 day rows plus the hour and minute rows at its ragged edges.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Table, and_, delete, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from monitor.storage.models import LatencyBin, SloRollup
+from slo.rollup import BucketDelta
+
+MINUTE, HOUR, DAY = 60, 3600, 86400
+RESOLUTIONS = (MINUTE, HOUR, DAY)
+Range = tuple[int, int, int]
+"""(resolution, first bucket start, end exclusive): buckets of one size covering a span."""
+
+ROLLUPS: Table = SloRollup.__table__  # type: ignore[assignment]
+BINS: Table = LatencyBin.__table__  # type: ignore[assignment]
+
+
+def tiered(deltas: Mapping[tuple[str, int], BucketDelta]
+           ) -> dict[tuple[str, int, int], BucketDelta]:
+    """Minute deltas summed into minute, hour and day buckets: key (slo, resolution, start)."""
+    out: dict[tuple[str, int, int], BucketDelta] = {}
+    for (slo, start), delta in deltas.items():
+        for resolution in RESOLUTIONS:
+            key = (slo, resolution, start - start % resolution)
+            into = out.get(key)
+            if into is None:
+                into = out[key] = BucketDelta()
+            into.good += delta.good
+            into.total += delta.total
+            for bin_index, count in delta.bins.items():
+                into.bins[bin_index] = into.bins.get(bin_index, 0) + count
+    return out
+
+
+def add_deltas(connection: Connection, deltas: Mapping[tuple[str, int], BucketDelta]) -> None:
+    """Add minute deltas to all tiers (INSERT ... ON CONFLICT DO UPDATE SET x = x + new)."""
+    tiers = tiered(deltas)
+    rollups = [{"slo": slo, "resolution": res, "bucket_start": start, "good": d.good,
+                "total": d.total} for (slo, res, start), d in tiers.items()]
+    bins = [{"slo": slo, "resolution": res, "bucket_start": start, "bin": b, "count": c}
+            for (slo, res, start), d in tiers.items() for b, c in d.bins.items()]
+    if rollups:
+        _upsert_add(connection, ROLLUPS, rollups, ("slo", "resolution", "bucket_start"),
+                    ("good", "total"))
+    if bins:
+        _upsert_add(connection, BINS, bins, ("slo", "resolution", "bucket_start", "bin"),
+                    ("count",))
+
+
+def _upsert_add(connection: Connection, table: Table, rows: list[dict[str, Any]],
+                keys: Sequence[str], counters: Sequence[str]) -> None:
+    dialect = connection.dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        raise NotImplementedError(f"storage backend {dialect!r} is not supported")
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    statement = module.insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=list(keys),
+        set_={c: table.c[c] + statement.excluded[c] for c in counters},
+    )
+    connection.execute(statement, rows)
+
+
+def _in_ranges(model: Any, ranges: Sequence[Range]) -> Any:
+    return or_(*(and_(model.resolution == res, model.bucket_start >= first,
+                      model.bucket_start < end) for res, first, end in ranges))
+
+
+def sum_counts(engine: Engine, slos: Sequence[str], ranges: Sequence[Range]
+               ) -> dict[str, tuple[int, int]]:
+    """(good, total) per SLO over the union of `ranges` (one grouped query)."""
+    found = dict.fromkeys(slos, (0, 0))
+    if not slos or not ranges:
+        return found
+    query = (select(SloRollup.slo, func.sum(SloRollup.good), func.sum(SloRollup.total))
+             .where(SloRollup.slo.in_(list(slos)), _in_ranges(SloRollup, ranges))
+             .group_by(SloRollup.slo))
+    with engine.connect() as connection:
+        for slo, good, total in connection.execute(query):
+            found[slo] = (int(good or 0), int(total or 0))
+    return found
+
+
+def sum_bins(engine: Engine, slos: Sequence[str], ranges: Sequence[Range]
+             ) -> dict[str, dict[int, int]]:
+    """Value histograms per SLO summed over the union of `ranges`."""
+    found: dict[str, dict[int, int]] = {slo: {} for slo in slos}
+    if not slos or not ranges:
+        return found
+    query = (select(LatencyBin.slo, LatencyBin.bin, func.sum(LatencyBin.count))
+             .where(LatencyBin.slo.in_(list(slos)), _in_ranges(LatencyBin, ranges))
+             .group_by(LatencyBin.slo, LatencyBin.bin))
+    with engine.connect() as connection:
+        for slo, bin_index, count in connection.execute(query):
+            found[slo][int(bin_index)] = int(count)
+    return found
+
+
+def series(engine: Engine, slos: Sequence[str], resolution: int, start: int, end: int
+           ) -> dict[str, list[tuple[int, int, int]]]:
+    """(bucket_start, good, total) rows per SLO at one resolution in [start, end), oldest first."""
+    found: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+    if not slos:
+        return {}
+    query = (select(SloRollup.slo, SloRollup.bucket_start, SloRollup.good, SloRollup.total)
+             .where(SloRollup.slo.in_(list(slos)), SloRollup.resolution == resolution,
+                    SloRollup.bucket_start >= start, SloRollup.bucket_start < end)
+             .order_by(SloRollup.slo, SloRollup.bucket_start))
+    with engine.connect() as connection:
+        for slo, bucket, good, total in connection.execute(query):
+            found[slo].append((int(bucket), int(good), int(total)))
+    return {slo: found.get(slo, []) for slo in slos}
+
+
+def delete_span(connection: Connection, slos: Iterable[str], start: int, end: int) -> None:
+    """Remove every tier's rows of these SLOs whose bucket lies in [start, end) (backfill).
+
+    `start` and `end` must be day-aligned so no hour or day row is left half-counted.
+    """
+    if start % DAY or end % DAY:
+        raise ValueError("delete_span needs day-aligned bounds")
+    names = list(slos)
+    for table in (ROLLUPS, BINS):
+        connection.execute(delete(table).where(table.c.slo.in_(names),
+                                               table.c.bucket_start >= start,
+                                               table.c.bucket_start < end))
+
+
+def prune_resolution(engine: Engine, resolution: int, cutoff: int, *,
+                     batch_seconds: int = 6 * HOUR) -> int:
+    """Delete one tier's rows older than `cutoff`, a few hours of buckets per transaction,
+    so pruning a large backlog never holds a long lock. Returns rows deleted."""
+    deleted = 0
+    with engine.connect() as connection:
+        oldest = connection.execute(select(func.min(SloRollup.bucket_start))
+                                    .where(SloRollup.resolution == resolution)).scalar()
+    if oldest is None:
+        return 0
+    start = int(oldest)
+    while start < cutoff:
+        stop = min(cutoff, start + batch_seconds)
+        with engine.begin() as connection:
+            for table in (ROLLUPS, BINS):
+                result = connection.execute(delete(table).where(
+                    table.c.resolution == resolution, table.c.bucket_start >= start,
+                    table.c.bucket_start < stop))
+                deleted += result.rowcount or 0
+        start = stop
+    return deleted

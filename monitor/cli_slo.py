@@ -37,7 +37,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
 
 def run(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     if args.slo_command == "test":
-        from slo.testing import run_files
+        from monitor.slo_testing import run_files
         return run_files(args.files)
     from monitor.storage.engine import current_revision, make_engine
     engine = make_engine(loaded.settings.storage.url)

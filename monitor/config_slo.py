@@ -79,7 +79,6 @@ class SloAlerts(StrictModel):
     burn_rates: Literal["default"] | list[BurnRateRule] = "default"
     min_events: int = Field(default=10, ge=0)
     no_data: Duration | None = None
-    resolve: Literal["auto", "manual"] = "auto"
 
 
 class SloConfig(StrictModel):
@@ -118,8 +117,8 @@ class SloConfig(StrictModel):
         for key in ("threshold", "stream", "value"):
             if key not in needs and getattr(self, key) is not None:
                 raise ValueError(f"`{key}` does not apply to sli: {self.sli}")
-        if isinstance(self.window, float) and self.window < 3600:
-            raise ValueError("`window` must be at least 1h")
+        if isinstance(self.window, float) and (self.window < 3600 or self.window % 60):
+            raise ValueError("`window` must be whole minutes and at least 1h")
         slice_seconds = int(self.timeslice)
         if slice_seconds < 60 or slice_seconds % 60 or 86400 % slice_seconds:
             raise ValueError("`timeslice` must be whole minutes that divide a day "

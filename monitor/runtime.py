@@ -21,6 +21,7 @@ from monitor.retention import prune
 from monitor.scheduler import ProbeScheduler, ScheduledTarget
 from monitor.service import MonitorService
 from monitor.sink import ResultSink
+from monitor.storage.alert_events import AlertEvent, record
 from probes import HttpClientPool, ProbeContext, build_probe
 from slo.status import SloStatus
 
@@ -99,6 +100,12 @@ class Runtime:
         service = self.service
         now = service.clock.now()
         statuses = service.slo_engine.evaluate(self.settings.slos, now, alerts=True)
+        record(service.engine, [
+            AlertEvent(f"slo:{name}", "no_data" if decision.transition in
+                       ("no_data", "data_back") else "burn_rate", decision.severity,
+                       decision.transition, now, decision.reason)
+            for name, decision in service.slo_engine.last_decisions.items()
+            if decision.transition is not None])
         for status in statuses:
             self.metrics.observe_slo(status)
         self.metrics.observe_phases(service.phases(statuses),

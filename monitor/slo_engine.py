@@ -183,8 +183,11 @@ class SloEngine:
         slo = p.slo
         known = self._alerters.get(slo.name)
         if known is None or known[0] != p.tiers:  # new SLO, or its period/rules changed
-            known = self._alerters[slo.name] = (p.tiers, BurnRateAlerter(
-                p.tiers, min_events=slo.alerts.min_events, no_data_after=slo.alerts.no_data))
+            fresh = BurnRateAlerter(p.tiers, min_events=slo.alerts.min_events,
+                                    no_data_after=slo.alerts.no_data)
+            if known is not None and len(known[0]) == len(p.tiers):
+                fresh.restore(*known[1].state)  # a new calendar month keeps an open alert
+            known = self._alerters[slo.name] = (p.tiers, fresh)
         alerter = known[1]
         int_counts = {k: (round(g), round(t)) for k, (g, t) in counts.items()}
         decision = alerter.evaluate(now, int_counts, slo.objective, suppressed=maintenance)

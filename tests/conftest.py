@@ -16,7 +16,7 @@ from monitor.storage.engine import make_engine, upgrade
 REQUIRE_SERVICES = os.environ.get("PRIMEWATCH_REQUIRE_SERVICES") == "1"
 POSTGRES_URL = os.environ.get("PRIMEWATCH_TEST_DATABASE_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-TABLES = ("latency_bins", "slo_rollups", "probe_results", "maintenance_windows",
+TABLES = ("latency_bins", "slo_rollups", "probe_results", "maintenance_windows", "alert_events",
           "alembic_version")
 
 

@@ -149,7 +149,7 @@ BAD_CONFIGS = [
             sli: availability
             objective: 99
             window: 5m
-        """), 4, "slos[0]", "`window` must be at least 1h"),
+        """), 4, "slos[0]", "`window` must be whole minutes and at least 1h"),
     ("slo-naming-missing-target", with_target("""\
         slos:
           - name: avail

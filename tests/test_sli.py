@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from monitor.config import SloConfig
+from monitor.config_slo import SloConfig
 from probes.base import ProbeResult
 from slo.rollup import rollup_deltas
 from slo.sli import event_counts

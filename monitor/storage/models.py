@@ -89,3 +89,20 @@ class MaintenanceRow(Base):
     comment: Mapped[str] = mapped_column(String(1000))
     author: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[float] = mapped_column(Float(precision=53))
+
+
+class AlertEventRow(Base):
+    """A change of an alert rule's state (fired, escalated, resolved, no data ...): the
+    history that reports count and incidents build on."""
+
+    __tablename__ = "alert_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200))  # "slo:<name>", "target:<name>", ...
+    kind: Mapped[str] = mapped_column(String(32))  # burn_rate, down, no_data, trigger
+    severity: Mapped[str | None] = mapped_column(String(16))
+    transition: Mapped[str] = mapped_column(String(32))
+    at: Mapped[float] = mapped_column(Float(precision=53))
+    reason: Mapped[str] = mapped_column(String(500))
+
+    __table_args__ = (Index("ix_alert_events_at", "at"),)

@@ -58,10 +58,11 @@ def _status(loaded: LoadedConfig, engine: object, args: argparse.Namespace) -> i
     statuses = service.slo_statuses()
     phases = service.phases(statuses)
     triggers = service.trigger_statuses()
+    verdict = EXIT_FAILED if any(s.state == "breaching" for s in statuses) else EXIT_OK
     if args.json:
         print(json.dumps({"slos": [slo_json(s) for s in statuses],
                           **phases_json(phases, triggers)}, indent=2))
-        return EXIT_OK
+        return verdict
     table = Table(title=f"SLOs — {loaded.settings.service.name}")
     for column in ("SLO", "objective", "window", "SLI", "budget left", "burn 1h", "burn 5m",
                    "p95", "events", "state"):
@@ -101,7 +102,7 @@ def _status(loaded: LoadedConfig, engine: object, args: argparse.Namespace) -> i
     console = _console(tables)
     for item in tables:
         console.print(item)
-    return EXIT_FAILED if any(s.state == "breaching" for s in statuses) else EXIT_OK
+    return verdict
 
 
 def _backfill(loaded: LoadedConfig, engine: object, args: argparse.Namespace) -> int:

@@ -94,6 +94,9 @@ class Metrics:
         self.phase_met = Gauge("primewatch_phase_met",
                                "1 when every SLO of the scaling phase is met, 0 when one is "
                                "not (absent while one has no data)", ["phase"], registry=r)
+        self.target_down = Gauge("primewatch_target_down",
+                                 "1 while the target's last down_after probes all failed",
+                                 ["target"], registry=r)
         self.trigger_firing = Gauge("primewatch_trigger_firing",
                                     "1 while the decision trigger's condition holds",
                                     ["trigger"], registry=r)

@@ -40,6 +40,7 @@ class TriggerStatus:
     direction: Literal["above", "below"]
     samples: int
     since: float | None
+    transition: str | None = None  # "fired" | "resolved" when it changed this evaluation
 
 
 def phase_statuses(phases: Sequence[Phase], statuses: dict[str, SloStatus]
@@ -98,7 +99,10 @@ class TriggerTracker:
         self._since: dict[str, float] = {}
         self.last: list[TriggerStatus] = []
 
-    def evaluate(self, engine: Engine, now: float) -> list[TriggerStatus]:
+    def evaluate(self, engine: Engine, now: float, *, track: bool = True
+                 ) -> list[TriggerStatus]:
+        """Judge every trigger; only the evaluation tick tracks (`track=True`) when each
+        started firing, so readers in between neither miss nor invent transitions."""
         out = []
         for rule in self.rules:
             samples = measurements(engine, rule, now)
@@ -109,12 +113,18 @@ class TriggerTracker:
             assert threshold is not None
             firing = value is not None and (value > threshold if direction == "above"
                                             else value < threshold)
-            if firing:
-                self._since.setdefault(rule.name, now)
-            else:
-                self._since.pop(rule.name, None)
+            transition = None
+            if not track:
+                pass
+            elif firing and rule.name not in self._since:
+                self._since[rule.name] = now
+                transition = "fired"
+            elif not firing and rule.name in self._since:
+                del self._since[rule.name]
+                transition = "resolved"
             out.append(TriggerStatus(rule.name, rule.description, rule.phase, firing, value,
                                      threshold, direction, len(samples),
-                                     self._since.get(rule.name)))
-        self.last = out
+                                     self._since.get(rule.name), transition))
+        if track:
+            self.last = out
         return out

@@ -108,8 +108,18 @@ class Runtime:
             if decision.transition is not None])
         for status in statuses:
             self.metrics.observe_slo(status)
-        self.metrics.observe_phases(service.phases(statuses),
-                                    service.triggers.evaluate(service.engine, now))
+        triggers = service.triggers.evaluate(service.engine, now)
+        self.metrics.observe_phases(service.phases(statuses), triggers)
+        down = service.down.evaluate(service.engine, now)
+        for state in down:
+            self.metrics.target_down.labels(state.target).set(1 if state.down else 0)
+        record(service.engine, [
+            AlertEvent(f"target:{s.target}", "down", "page", s.transition, now, s.reason)
+            for s in down if s.transition is not None] + [
+            AlertEvent(f"trigger:{t.name}", "trigger", "ticket",
+                       "fired" if t.firing else "resolved", now,
+                       f"{t.description or t.name}: {t.value}")
+            for t in triggers if t.transition is not None])
         if now - self._last_prune >= PRUNE_EVERY:
             self._last_prune = now
             report = prune(service.engine, self.settings.storage.retention, now)

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 
 from monitor.clock import Clock
 from monitor.config import Settings
+from monitor.down import DownDetector
 from monitor.errors import NotFoundError
 from monitor.maintenance import MaintenanceCalendar
 from monitor.phases import PhaseStatus, TriggerStatus, TriggerTracker, phase_statuses
@@ -39,6 +40,8 @@ class MonitorService:
         self.clock = clock
         self.calendar = calendar or MaintenanceCalendar.from_config(settings.maintenance)
         self.triggers = TriggerTracker(settings.triggers)
+        self.down = DownDetector(settings.targets, suppressed=lambda target, now: any(
+            w.covers(target, "", now) for w in self.calendar.windows()))
         self.slo_engine = SloEngine(
             engine, in_maintenance=lambda slo, now: self.calendar.covers(slo.target,
                                                                           slo.name, now))
@@ -73,8 +76,6 @@ class MonitorService:
         current = statuses if statuses is not None else self.slo_statuses()
         return phase_statuses(self.settings.phases, {s.name: s for s in current})
 
-    def trigger_statuses(self, *, refresh: bool = True) -> list[TriggerStatus]:
-        """Decision triggers; `refresh=False` returns the last tick's verdicts."""
-        if refresh or not self.triggers.last:
-            return self.triggers.evaluate(self.engine, self.clock.now())
-        return self.triggers.last
+    def trigger_statuses(self) -> list[TriggerStatus]:
+        """Decision triggers judged now (the evaluation tick keeps their history)."""
+        return self.triggers.evaluate(self.engine, self.clock.now(), track=False)

@@ -1,0 +1,91 @@
+"""Retention pruning in batches, and `slo backfill` after an SLO definition changes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from monitor.cli import main
+from monitor.config import Retention
+from monitor.ingest import ResultWriter
+from monitor.retention import prune
+from monitor.storage import repository, rollups
+from monitor.storage.engine import make_engine, upgrade
+from monitor.storage.models import SloRollup
+from probes.base import ProbeResult
+from tests.conftest import make_settings
+
+DAY = 86400
+
+
+def test_prune_keeps_each_tier_for_its_retention(engine: Engine) -> None:
+    now = 1_767_225_600 + 40 * DAY
+    settings = make_settings()
+    results = [ProbeResult(target="api", started_at=now - d * DAY - 600, ok=True,
+                           latency=0.05) for d in range(40)]
+    ResultWriter(engine, settings.slos)(results)
+    report = prune(engine, Retention(raw=7 * DAY, minute=14 * DAY, hour=30 * DAY), now,
+                   batch=3)
+    assert report.raw == 33  # results older than 7 days, deleted 3 at a time
+    assert repository.count_results(engine) == 7
+    with engine.connect() as connection:
+        def rows(resolution: int) -> int:
+            return int(connection.execute(select(func.count()).select_from(SloRollup).where(
+                SloRollup.resolution == resolution, SloRollup.slo == "api-availability"))
+                .scalar_one())
+        assert rows(rollups.MINUTE) == 14
+        assert rows(rollups.HOUR) == 30
+        assert rows(rollups.DAY) == 40  # day rows are the long-term record
+
+
+def test_backfill_rederives_rollups_after_a_threshold_change(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "pw.db"
+    config = tmp_path / "config.yaml"
+
+    def write_config(threshold: str) -> None:
+        config.write_text(f"""
+storage: {{url: "sqlite:///{db}"}}
+targets: [{{name: api, type: http, url: "http://127.0.0.1:1/"}}]
+slos:
+  - {{name: fast, target: api, sli: latency, threshold: {threshold}, objective: 90,
+     window: 7d}}
+""")
+
+    write_config("100ms")
+    assert main(["--config", str(config), "db", "upgrade"]) == 0
+    engine = make_engine(f"sqlite:///{db}")
+    now = time.time()
+    from monitor.config_loader import load_config
+    slos = load_config(config, {}).settings.slos
+    ResultWriter(engine, slos)([ProbeResult(target="api", started_at=now - i * 300, ok=True,
+                                            latency=0.15) for i in range(100)])
+    capsys.readouterr()
+    assert main(["--config", str(config), "slo", "status", "--json"]) == 1  # all slow
+    write_config("200ms")
+    assert main(["--config", str(config), "slo", "backfill"]) == 0
+    out = capsys.readouterr().out
+    assert "re-derived 1 SLO(s)" in out and "100 raw results" in out
+    assert main(["--config", str(config), "slo", "status", "--json"]) == 0
+    import json
+    [fast] = json.loads(capsys.readouterr().out)["slos"]
+    assert (fast["good"], fast["total"]) == (100, 100)
+    assert main(["--config", str(config), "slo", "backfill", "--slo", "nope"]) == 2
+    engine.dispose()
+
+
+def test_backfill_needs_a_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f'storage: {{url: "sqlite:///{tmp_path / "none.db"}"}}\n')
+    assert main(["--config", str(config), "slo", "backfill"]) == 2
+    assert "db upgrade" in capsys.readouterr().err
+
+
+def test_upgrade_is_idempotent_on_a_migrated_database(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    upgrade(engine)
+    upgrade(engine)
+    engine.dispose()

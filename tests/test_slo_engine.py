@@ -1,0 +1,126 @@
+"""SLO evaluation on stored data: tiers, calendar windows, timeslices, projections."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine
+
+from monitor.config_slo import SloConfig
+from monitor.ingest import ResultWriter
+from monitor.slo_engine import SloEngine
+from monitor.storage import rollups
+from monitor.storage.engine import make_engine, upgrade
+from probes.base import ProbeResult
+
+T0 = 1_767_225_600  # 2026-01-01T00:00:00Z
+
+
+def slo(**fields: Any) -> SloConfig:
+    data = {"name": "s", "target": "api", "sli": "availability", "objective": 99,
+            "window": "1d", **fields}
+    return SloConfig.model_validate(data)
+
+
+def write(engine: Engine, definitions: list[SloConfig],
+          events: list[tuple[float, bool]]) -> None:
+    ResultWriter(engine, definitions)([
+        ProbeResult(target="api", started_at=t, ok=ok, latency=0.05) for t, ok in events])
+
+
+def test_hour_and_day_tiers_equal_the_minute_sums(engine: Engine) -> None:
+    definition = slo()
+    rng = random.Random(3)
+    events = [(T0 + rng.uniform(0, 3 * 86400), rng.random() > 0.2) for _ in range(3000)]
+    write(engine, [definition], events)
+    minutes = rollups.series(engine, ["s"], rollups.MINUTE, T0, T0 + 4 * 86400)["s"]
+    hours = rollups.series(engine, ["s"], rollups.HOUR, T0, T0 + 4 * 86400)["s"]
+    days = rollups.series(engine, ["s"], rollups.DAY, T0, T0 + 4 * 86400)["s"]
+    for coarse, size in ((hours, 3600), (days, 86400)):
+        for start, good, total in coarse:
+            inside = [(g, t) for s, g, t in minutes if start <= s < start + size]
+            assert (good, total) == (sum(g for g, _ in inside), sum(t for _, t in inside))
+    assert sum(t for _, _, t in days) == 3000
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, 5 * 86400), st.booleans()), max_size=80),
+       st.integers(0, 5 * 86400), st.integers(60, 4 * 86400))
+def test_property_window_sums_over_tiers_equal_raw_counts(
+        tmp_path_factory: Any, events: list[tuple[int, bool]], end_offset: int,
+        length: int) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path_factory.mktemp('tiers') / 'p.db'}")
+    upgrade(engine)
+    write(engine, [slo()], [(T0 + t, ok) for t, ok in events])
+    end = T0 + end_offset // 60 * 60
+    start = end - length // 60 * 60
+    from slo.windows import split_by_resolution
+    got = rollups.sum_counts(engine, ["s"], split_by_resolution(start, end))["s"]
+    inside = [ok for t, ok in events if start <= T0 + t < end]
+    assert got == (sum(inside), len(inside))
+    engine.dispose()
+
+
+def test_a_calendar_month_starts_at_local_midnight(engine: Engine) -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    first = datetime(2026, 3, 1, tzinfo=berlin).timestamp()  # 2026-02-28T23:00Z
+    definition = slo(window="month", timezone="Europe/Berlin")
+    # 30 failures in February (UTC 22:00-22:59 on the 28th), then 100 successes in March.
+    write(engine, [definition], [(first - 3600 + i * 60, False) for i in range(30)]
+          + [(first + i * 60, True) for i in range(100)])
+    [status] = SloEngine(engine).evaluate([definition], first + 100 * 60)
+    assert status.window_start == int(first)
+    assert (status.good, status.total) == (100, 100)
+    assert status.period_seconds == 31 * 86400 - 3600  # March in Berlin loses an hour
+    [rolling] = SloEngine(engine).evaluate([slo()], first + 100 * 60)
+    assert rolling.total == 130  # the rolling day still sees February's failures
+
+
+def test_timeslices_and_ratio_timeslices_on_stored_minutes(engine: Engine) -> None:
+    # Ten minutes: one minute with 978 good of 978, nine with 1 good of 2.
+    events = [(T0 + i * 0.05, True) for i in range(978)]
+    for minute in range(1, 10):
+        events += [(T0 + minute * 60 + 1, True), (T0 + minute * 60 + 2, False)]
+    occurrences = slo(name="occ")
+    slices = slo(name="ts", budgeting="timeslices", timeslice="1m", timeslice_target=90)
+    ratio = slo(name="rts", budgeting="ratio_timeslices", timeslice="1m")
+    write(engine, [occurrences, slices, ratio], events)
+    now = T0 + 10 * 60
+    by_name = {s.name: s for s in SloEngine(engine).evaluate([occurrences, slices, ratio], now)}
+    assert by_name["occ"].sli == pytest.approx(987 / 996)
+    assert (by_name["ts"].good, by_name["ts"].total) == (1, 10)
+    assert by_name["ts"].sli == pytest.approx(0.1)
+    assert by_name["rts"].sli == pytest.approx((1 + 9 * 0.5) / 10)
+    assert by_name["ts"].budgeting == "timeslices"
+
+
+def test_budget_projection_from_the_last_hours_burn(engine: Engine) -> None:
+    # 99% over 1 day; one hour of 0.5% errors: half the budget left, burning at 0.5,
+    # so the rest lasts 0.5 x 1 day / 0.5 = one more day.
+    definition = slo(window="1d")
+    events = [(T0 + i * 6.0, i % 200 != 0) for i in range(600)]
+    write(engine, [definition], events)
+    [status] = SloEngine(engine).evaluate([definition], T0 + 3599)
+    assert status.burn_rates["1h"] == pytest.approx(0.5)
+    assert status.budget_remaining == pytest.approx(0.5)
+    assert status.exhaustion_seconds == pytest.approx(86400)
+    assert status.exhausted_at == pytest.approx(T0 + 3599 + 86400)
+
+
+def test_alerts_advance_only_on_the_tick_and_others_see_the_verdict(engine: Engine) -> None:
+    definition = slo(objective=99.9, window="30d", alerts={"min_events": 1})
+    write(engine, [definition], [(T0 + i, False) for i in range(120)])
+    evaluator = SloEngine(engine)
+    [before] = evaluator.evaluate([definition], T0 + 120)
+    assert before.alert.severity is None  # readers never advance the state machine
+    [tick] = evaluator.evaluate([definition], T0 + 120, alerts=True)
+    assert tick.alert.severity == "page" and tick.alert.tier == 0
+    [reader] = evaluator.evaluate([definition], T0 + 121)
+    assert reader.alert.severity == "page"
+    assert evaluator.last_decisions["s"].transition == "fired"

@@ -103,7 +103,9 @@ async def metrics(request: Request) -> Response:
 @router.get("/api/v1/targets", tags=["targets"])
 async def list_targets(request: Request) -> dict[str, Any]:
     """Every configured target with its newest result."""
-    views = await asyncio.to_thread(_runtime(request).service.targets)
+    service = _runtime(request).service
+    views = await asyncio.to_thread(service.targets)
+    down = service.down.last
     return {"items": [{
         "name": v.config.name,
         "type": v.config.type,  # type: ignore[attr-defined]
@@ -112,6 +114,7 @@ async def list_targets(request: Request) -> dict[str, Any]:
         "timeout": format_duration(v.config.timeout),
         "labels": v.config.labels,
         "last_result": _result_json(v.last) if v.last else None,
+        "down": v.config.name in down and down[v.config.name].down,
     } for v in views]}
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from monitor.config_loader import LoadedConfig
 from monitor.config_slo import SloConfig
 from monitor.report import (
+    ProgressCallback,
     build_report,
     format_met,
     format_number,
@@ -91,7 +92,8 @@ def run(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     if args.markdown:
         to_stdout |= _write(args.markdown, to_markdown(report, title=title), "Markdown")
     if not to_stdout:
-        Console().print(_table(report, title))
+        table = _table(report, title)
+        _console(table).print(table)
     return EXIT_OK
 
 
@@ -124,10 +126,9 @@ def _select(loaded: LoadedConfig, names: list[str]) -> tuple[list[SloConfig], st
 def _build(engine: Engine, slos: list[SloConfig], first: date, last: date,
            args: argparse.Namespace, count: int) -> pd.DataFrame:
     """The report, behind a progress bar (on stderr, erased after) when it takes a while."""
-    def build(progress: object = None) -> pd.DataFrame:
+    def build(progress: ProgressCallback | None = None) -> pd.DataFrame:
         return build_report(engine, slos, first=first, last=last, now=time.time(),
-                            by=args.by, timezone=args.timezone,
-                            progress=progress)  # type: ignore[arg-type]
+                            by=args.by, timezone=args.timezone, progress=progress)
 
     if count <= PROGRESS_PERIODS and len(slos) <= PROGRESS_SLOS:
         return build()
@@ -158,6 +159,16 @@ def _table(report: pd.DataFrame, title: str) -> Table:
         table.add_row(*_cells("", "[bold]total[/]", totals.loc[name]))
         table.add_section()
     return table
+
+
+def _console(table: Table) -> Console:
+    console = Console()
+    if not console.is_terminal:
+        # piped output has no width to fit (rich assumes 80): print names whole
+        wide = console.options.update_width(1000)
+        console = Console(width=max(console.width,
+                                    console.measure(table, options=wide).maximum))
+    return console
 
 
 def _cells(name: str, label: str, row: pd.Series) -> list[str]:

@@ -47,8 +47,8 @@ from slo.budget import burn_rate, sli
 from slo.timeslices import ratio_timeslices, timeslices
 from slo.windows import period_seconds, split_by_resolution
 
-__all__ = ["COLUMNS", "Granularity", "Period", "build_report", "periods", "summarize",
-           "to_markdown"]
+__all__ = ["COLUMNS", "Granularity", "Period", "ProgressCallback", "build_report", "periods",
+           "summarize", "to_markdown"]
 
 Granularity = Literal["day", "week"]
 ALERTING = frozenset({"fired", "escalated"})
@@ -61,7 +61,8 @@ COLUMNS: dict[str, str] = {
     "budget_consumed": "Float64", "alerts_fired": "Int64",
 }
 """Report columns and their pandas dtypes (nullable ones where "no data" must stay blank)."""
-Progress = Callable[[int, int], None]
+ProgressCallback = Callable[[int, int], None]
+"""Called as `(periods done, periods in all)` while the report is read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +120,7 @@ def periods(first: date, last: date, by: Granularity = "day", timezone: str = "U
 
 def build_report(engine: Engine, slos: Sequence[SloConfig], *, first: date, last: date,
                  now: float, by: Granularity = "day", timezone: str = "UTC",
-                 progress: Progress | None = None) -> pd.DataFrame:
+                 progress: ProgressCallback | None = None) -> pd.DataFrame:
     """Read rollups and alert events for every SLO and period; return the report rows.
 
     `now` bounds the event-rate estimate behind `budget_consumed` (the current period

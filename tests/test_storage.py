@@ -11,11 +11,12 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func, inspect, select
 
 from monitor.ingest import ResultWriter
-from monitor.storage import repository
+from monitor.storage import repository, rollups
 from monitor.storage.engine import current_revision, head_revision, make_engine, upgrade
 from monitor.storage.models import Base, ProbeResultRow
 from probes.base import ProbeResult
 from slo.rollup import bucket_start, rollup_deltas
+from slo.windows import split_by_resolution
 from tests.conftest import make_settings
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z, on a minute boundary
@@ -67,15 +68,17 @@ def test_rollup_sums_equal_raw_counts(engine: Engine) -> None:
     for start in range(0, 600, 97):
         writer(results[start:start + 97])
 
-    current = bucket_start(results[-1].started_at)
-    counts = repository.window_counts(engine, "api-availability", current, [86400, 3600])
-    assert counts[86400] == (sum(r.ok for r in results), 600)
-    in_last_hour = [r for r in results if bucket_start(r.started_at) > current - 3600]
-    assert counts[3600] == (sum(r.ok for r in in_last_hour), len(in_last_hour))
+    end = bucket_start(results[-1].started_at) + 60
+    day = split_by_resolution(end - 86400, end)
+    hour = split_by_resolution(end - 3600, end)
+    counts = rollups.sum_counts(engine, ["api-availability", "api-latency"], day)
+    assert counts["api-availability"] == (sum(r.ok for r in results), 600)
+    in_last_hour = [r for r in results if r.started_at >= end - 3600]
+    assert rollups.sum_counts(engine, ["api-availability"], hour)["api-availability"] == \
+        (sum(r.ok for r in in_last_hour), len(in_last_hour))
     latency_good = sum(r.ok and r.latency <= 0.1 for r in results)
-    assert repository.window_counts(engine, "api-latency", current, [86400])[86400] == \
-        (latency_good, 600)
-    bins = repository.window_bins(engine, "api-latency", 0, current)
+    assert counts["api-latency"] == (latency_good, 600)
+    bins = rollups.sum_bins(engine, ["api-latency"], day)["api-latency"]
     assert sum(bins.values()) == sum(r.ok for r in results)
     assert repository.count_results(engine, "api") == 600
 
@@ -112,7 +115,7 @@ def test_property_rollups_equal_raw_sums(tmp_path_factory: object, events: list[
             == len(results)
     expected = rollup_deltas(results, {"api": settings.slos})
     for slo in settings.slos:
-        stored = repository.rollup_series(engine, slo.name, 0, 2**40)
+        stored = rollups.series(engine, [slo.name], rollups.MINUTE, 0, 2**40)[slo.name]
         want = sorted((start, d.good, d.total) for (name, start), d in expected.items()
                       if name == slo.name)
         assert stored == want

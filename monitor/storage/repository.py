@@ -5,16 +5,16 @@ Routes, the CLI and the SLO service call these; no SQL lives anywhere else.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, and_, case, func, insert, select, text
+from sqlalchemy import Engine, and_, func, insert, select, text
 
-from monitor.storage.models import LatencyBin, ProbeResultRow, SloRollup
+from monitor.storage.models import ProbeResultRow
 from monitor.storage.rollups import add_deltas
 from probes.base import ProbeResult
-from slo.rollup import MINUTE, BucketDelta
+from slo.rollup import BucketDelta
 
 _RESULT_COLUMNS = ("target", "region", "started_at", "ok", "latency", "status_code",
                    "error_class", "error", "cert_days_left", "response_bytes")
@@ -83,78 +83,6 @@ def stored_result(row: Any) -> StoredResult:
         error_class=row["error_class"], error=row["error"],
         cert_days_left=row["cert_days_left"], response_bytes=row["response_bytes"],
         values=dict(row["values"] or {}), counts=counts, details=dict(row["details"] or {})))
-
-
-def window_counts(engine: Engine, slo: str, current_bucket: int, windows: Iterable[int],
-                  resolution: int = MINUTE) -> dict[int, tuple[int, int]]:
-    """(good, total) for each window (seconds) ending with the bucket `current_bucket`."""
-    return window_counts_many(engine, [slo], current_bucket, windows, resolution)[slo]
-
-
-def window_counts_many(engine: Engine, slos: Sequence[str], current_bucket: int,
-                       windows: Iterable[int], resolution: int = MINUTE,
-                       ) -> dict[str, dict[int, tuple[int, int]]]:
-    """(good, total) per SLO and window (seconds) ending with the bucket `current_bucket`.
-
-    A window of W seconds covers the W/resolution buckets up to and including the current
-    one. One grouped query with conditional sums, whatever the number of SLOs or windows.
-    """
-    windows = sorted(set(windows))
-    empty = {w: (0, 0) for w in windows}
-    found: dict[str, dict[int, tuple[int, int]]] = {slo: dict(empty) for slo in slos}
-    if not windows or not slos:
-        return found
-    starts = {w: current_bucket - w + resolution for w in windows}
-    columns = []
-    for w in windows:
-        inside = SloRollup.bucket_start >= starts[w]
-        columns.append(func.sum(case((inside, SloRollup.good), else_=0)))
-        columns.append(func.sum(case((inside, SloRollup.total), else_=0)))
-    query = (select(SloRollup.slo, *columns)
-             .where(SloRollup.slo.in_(list(slos)), SloRollup.resolution == resolution,
-                    SloRollup.bucket_start >= starts[windows[-1]],
-                    SloRollup.bucket_start <= current_bucket)
-             .group_by(SloRollup.slo))
-    with engine.connect() as connection:
-        for row in connection.execute(query):
-            found[row[0]] = {w: (int(row[1 + 2 * i] or 0), int(row[2 + 2 * i] or 0))
-                             for i, w in enumerate(windows)}
-    return found
-
-
-def window_bins(engine: Engine, slo: str, first_bucket: int, last_bucket: int,
-                resolution: int = MINUTE) -> dict[int, int]:
-    """The latency histogram of one SLO summed over buckets [first, last]."""
-    return window_bins_many(engine, [slo], first_bucket, last_bucket, resolution)[slo]
-
-
-def window_bins_many(engine: Engine, slos: Sequence[str], first_bucket: int,
-                     last_bucket: int, resolution: int = MINUTE) -> dict[str, dict[int, int]]:
-    """Latency histograms of several SLOs, each summed over buckets [first, last]."""
-    found: dict[str, dict[int, int]] = {slo: {} for slo in slos}
-    if not slos:
-        return found
-    query = (select(LatencyBin.slo, LatencyBin.bin, func.sum(LatencyBin.count))
-             .where(LatencyBin.slo.in_(list(slos)), LatencyBin.resolution == resolution,
-                    LatencyBin.bucket_start >= first_bucket,
-                    LatencyBin.bucket_start <= last_bucket)
-             .group_by(LatencyBin.slo, LatencyBin.bin))
-    with engine.connect() as connection:
-        for slo, bin_index, count in connection.execute(query):
-            found[slo][int(bin_index)] = int(count)
-    return found
-
-
-def rollup_series(engine: Engine, slo: str, first_bucket: int, last_bucket: int,
-                  resolution: int = MINUTE) -> list[tuple[int, int, int]]:
-    """(bucket_start, good, total) rows of one SLO, oldest first."""
-    query = (select(SloRollup.bucket_start, SloRollup.good, SloRollup.total)
-             .where(SloRollup.slo == slo, SloRollup.resolution == resolution,
-                    SloRollup.bucket_start >= first_bucket,
-                    SloRollup.bucket_start <= last_bucket)
-             .order_by(SloRollup.bucket_start))
-    with engine.connect() as connection:
-        return [(int(s), int(g), int(t)) for s, g, t in connection.execute(query)]
 
 
 def count_results(engine: Engine, target: str | None = None) -> int:

@@ -148,6 +148,14 @@ def test_metrics_expose_probe_and_slo_series(app: FastAPI, client: httpx.Client)
                                                  ("window", "1h")))] == pytest.approx(10.0)
     assert samples[("primewatch_slo_objective_ratio", (("slo", "api-latency"),))] == 0.9
     assert any(name == "primewatch_build_info" for name, _ in samples)
+    # 10% errors burn a 99% SLO at 10 over every window: the 6h/30m page tier fires.
+    assert samples[("primewatch_slo_alert_firing", (("severity", "page"),
+                                                    ("slo", "api-availability")))] == 1.0
+    assert samples[("primewatch_slo_alert_firing", (("severity", "ticket"),
+                                                    ("slo", "api-availability")))] == 0.0
+    assert samples[("primewatch_slo_no_data", (("slo", "api-latency"),))] == 0.0
+    alert = client.get("/api/v1/slos/api-availability").json()["alert"]
+    assert alert["severity"] == "page" and "burn" in alert["reason"]
 
 
 def test_openapi_lists_the_routes(client: httpx.Client) -> None:

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, delete, func, or_, select
+from sqlalchemy import Connection, Engine, Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.storage.models import LatencyBin, SloRollup
@@ -72,38 +72,47 @@ def _upsert_add(connection: Connection, table: Table, rows: list[dict[str, Any]]
     connection.execute(statement, rows)
 
 
-def _in_ranges(model: Any, ranges: Sequence[Range]) -> Any:
-    return or_(*(and_(model.resolution == res, model.bucket_start >= first,
-                      model.bucket_start < end) for res, first, end in ranges))
-
-
 def sum_counts(engine: Engine, slos: Sequence[str], ranges: Sequence[Range]
                ) -> dict[str, tuple[int, int]]:
-    """(good, total) per SLO over the union of `ranges` (one grouped query)."""
-    found = dict.fromkeys(slos, (0, 0))
-    if not slos or not ranges:
-        return found
-    query = (select(SloRollup.slo, func.sum(SloRollup.good), func.sum(SloRollup.total))
-             .where(SloRollup.slo.in_(list(slos)), _in_ranges(SloRollup, ranges))
-             .group_by(SloRollup.slo))
+    """(good, total) per SLO over the union of `ranges`.
+
+    One query per range, each an index range seek on (slo, resolution, bucket_start):
+    a single query OR-ing the ranges made SQLite scan every row of the SLOs, so the cost
+    grew with stored history instead of with the window.
+    """
+    good: dict[str, int] = dict.fromkeys(slos, 0)
+    total: dict[str, int] = dict.fromkeys(slos, 0)
+    if not slos:
+        return {}
+    names = list(slos)
     with engine.connect() as connection:
-        for slo, good, total in connection.execute(query):
-            found[slo] = (int(good or 0), int(total or 0))
-    return found
+        for resolution, first, end in ranges:
+            query = (select(SloRollup.slo, func.sum(SloRollup.good), func.sum(SloRollup.total))
+                     .where(SloRollup.slo.in_(names), SloRollup.resolution == resolution,
+                            SloRollup.bucket_start >= first, SloRollup.bucket_start < end)
+                     .group_by(SloRollup.slo))
+            for slo, g, t in connection.execute(query):
+                good[slo] += int(g or 0)
+                total[slo] += int(t or 0)
+    return {slo: (good[slo], total[slo]) for slo in slos}
 
 
 def sum_bins(engine: Engine, slos: Sequence[str], ranges: Sequence[Range]
              ) -> dict[str, dict[int, int]]:
-    """Value histograms per SLO summed over the union of `ranges`."""
+    """Value histograms per SLO summed over the union of `ranges` (one seek per range)."""
     found: dict[str, dict[int, int]] = {slo: {} for slo in slos}
-    if not slos or not ranges:
+    if not slos:
         return found
-    query = (select(LatencyBin.slo, LatencyBin.bin, func.sum(LatencyBin.count))
-             .where(LatencyBin.slo.in_(list(slos)), _in_ranges(LatencyBin, ranges))
-             .group_by(LatencyBin.slo, LatencyBin.bin))
+    names = list(slos)
     with engine.connect() as connection:
-        for slo, bin_index, count in connection.execute(query):
-            found[slo][int(bin_index)] = int(count)
+        for resolution, first, end in ranges:
+            query = (select(LatencyBin.slo, LatencyBin.bin, func.sum(LatencyBin.count))
+                     .where(LatencyBin.slo.in_(names), LatencyBin.resolution == resolution,
+                            LatencyBin.bucket_start >= first, LatencyBin.bucket_start < end)
+                     .group_by(LatencyBin.slo, LatencyBin.bin))
+            for slo, bin_index, count in connection.execute(query):
+                bins = found[slo]
+                bins[int(bin_index)] = bins.get(int(bin_index), 0) + int(count)
     return found
 
 

@@ -119,6 +119,7 @@ async def _apply(runtime: Runtime, window: Window) -> int:
                 or slo.name in window.slos]
     if not affected:
         return 0
+    service.slo_engine.forget_percentiles()
     report = await asyncio.to_thread(
         backfill, service.engine, Classifier(runtime.settings.slos, service.calendar),
         affected, start=window.start, end=min(window.end, now),

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from monitor import __version__, cli_slo
+from monitor import __version__, cli_report, cli_slo
 from monitor.config_loader import LoadedConfig, load_config
 from monitor.errors import ConfigError
 
@@ -55,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     db_commands.add_parser("upgrade", help="create or migrate the schema to the latest version")
 
     cli_slo.add_parsers(commands)
+    cli_report.add_parsers(commands)
 
     demo = commands.add_parser("demo-target", help="serve the bundled PrimeTrade-like demo API")
     demo.add_argument("--host", default="127.0.0.1")
@@ -78,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {problem}", file=sys.stderr)
         print(f"{args.config}: {len(exc.problems)} error(s)", file=sys.stderr)
         return EXIT_USAGE
-    handlers = {"run": _run, "check": _check, "probe": _probe, "db": _db, "slo": _slo}
+    handlers = {"run": _run, "check": _check, "probe": _probe, "db": _db, "slo": _slo,
+                "report": cli_report.run}
     return handlers[args.command](loaded, args)
 
 

@@ -26,6 +26,7 @@ from monitor.report import (
     build_report,
     format_met,
     format_number,
+    format_objective,
     format_percent,
     periods,
     summarize,
@@ -133,8 +134,8 @@ def _build(engine: Engine, slos: list[SloConfig], first: date, last: date,
     if count <= PROGRESS_PERIODS and len(slos) <= PROGRESS_SLOS:
         return build()
     with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task(f"reading {len(slos)} SLOs", total=count)
-        return build(lambda done, _total: bar.update(task, completed=done))
+        task = bar.add_task(f"reading {len(slos)} SLOs", total=None)
+        return build(lambda done, total: bar.update(task, completed=done, total=total))
 
 
 def _write(target: str, text: str, kind: str) -> bool:
@@ -173,7 +174,7 @@ def _console(table: Table) -> Console:
 
 def _cells(name: str, label: str, row: pd.Series) -> list[str]:
     return [name, label, str(row["events"]), str(row["good"]),
-            format_percent(row["compliance"]), format_percent(row["objective"]),
+            format_percent(row["compliance"]), format_objective(row["objective"]),
             format_met(row["met"]), format_number(row["burn"]),
             format_percent(row["budget_consumed"], digits=1), str(row["alerts_fired"])]
 

@@ -124,3 +124,11 @@ def test_alerts_advance_only_on_the_tick_and_others_see_the_verdict(engine: Engi
     [reader] = evaluator.evaluate([definition], T0 + 121)
     assert reader.alert.severity == "page"
     assert evaluator.last_decisions["s"].transition == "fired"
+
+
+def test_many_slos_stay_under_the_bound_parameter_limit(engine: Engine) -> None:
+    definitions = [slo(name=f"s{i}") for i in range(1500)]
+    write(engine, definitions[:1], [(T0 + i, True) for i in range(10)])
+    statuses = SloEngine(engine).evaluate(definitions, T0 + 60)
+    assert len(statuses) == 1500
+    assert statuses[0].total == 10 and statuses[1].state == "no_data"

@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, delete, func, select, union_all
+from sqlalchemy import Connection, Engine, Table, delete, func, literal, select, union_all
 from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.storage.models import LatencyBin, SloRollup
@@ -22,6 +22,7 @@ RESOLUTIONS = (MINUTE, HOUR, DAY)
 Range = tuple[int, int, int]
 """(resolution, first bucket start, end exclusive): buckets of one size covering a span."""
 
+MAX_PARAMETERS = 20_000  # per statement; SQLite allows 32,766
 ROLLUPS: Table = SloRollup.__table__  # type: ignore[assignment]
 BINS: Table = LatencyBin.__table__  # type: ignore[assignment]
 
@@ -74,25 +75,43 @@ def _upsert_add(connection: Connection, table: Table, rows: list[dict[str, Any]]
 
 def sum_counts(engine: Engine, slos: Sequence[str], ranges: Sequence[Range]
                ) -> dict[str, tuple[int, int]]:
-    """(good, total) per SLO over the union of `ranges`, in one statement.
+    """(good, total) per SLO over the union of `ranges`."""
+    return sum_counts_many(engine, [(slos, ranges)])[0]
 
-    Each range is its own UNION ALL branch, an index range seek on (slo, resolution,
-    bucket_start): OR-ing the ranges in one WHERE made SQLite scan every row of the SLOs,
-    so the cost grew with stored history instead of with the window.
+
+def sum_counts_many(engine: Engine, requests: Sequence[tuple[Sequence[str], Sequence[Range]]]
+                    ) -> list[dict[str, tuple[int, int]]]:
+    """Several window sums in ONE statement: each (SLOs, ranges) request answered as
+    {slo: (good, total)}.
+
+    Every range is its own UNION ALL branch, an index range seek on (slo, resolution,
+    bucket_start). OR-ing ranges in one WHERE made SQLite scan every row of the SLOs (cost
+    growing with history), and one query per window cost PostgreSQL a round trip each.
     """
-    found = dict.fromkeys(slos, (0, 0))
-    if not slos or not ranges:
-        return found
-    names = list(slos)
-    branches = [select(SloRollup.slo, SloRollup.good, SloRollup.total)
-                .where(SloRollup.slo.in_(names), SloRollup.resolution == resolution,
-                       SloRollup.bucket_start >= first, SloRollup.bucket_start < end)
-                for resolution, first, end in ranges]
-    rows = union_all(*branches).subquery()
-    query = select(rows.c.slo, func.sum(rows.c.good), func.sum(rows.c.total)).group_by(rows.c.slo)
+    found = [dict.fromkeys(slos, (0, 0)) for slos, _ in requests]
+    batches: list[list[Any]] = [[]]
+    parameters = 0
+    for index, (slos, ranges) in enumerate(requests):
+        for resolution, first, end in ranges if slos else ():
+            cost = len(slos) + 4
+            if parameters + cost > MAX_PARAMETERS and batches[-1]:
+                batches.append([])  # stay under SQLite's bound-parameter limit
+                parameters = 0
+            parameters += cost
+            batches[-1].append(
+                select(literal(index).label("request"), SloRollup.slo, SloRollup.good,
+                       SloRollup.total)
+                .where(SloRollup.slo.in_(list(slos)), SloRollup.resolution == resolution,
+                       SloRollup.bucket_start >= first, SloRollup.bucket_start < end))
     with engine.connect() as connection:
-        for slo, good, total in connection.execute(query):
-            found[slo] = (int(good or 0), int(total or 0))
+        for branches in batches:
+            if not branches:
+                continue
+            rows = union_all(*branches).subquery()
+            query = (select(rows.c.request, rows.c.slo, func.sum(rows.c.good),
+                            func.sum(rows.c.total)).group_by(rows.c.request, rows.c.slo))
+            for index, slo, good, total in connection.execute(query):
+                found[int(index)][slo] = (int(good or 0), int(total or 0))
     return found
 
 

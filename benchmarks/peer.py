@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from procs import free_port, proc_affinity, proc_cpu_s, proc_status_mb, spawn, stop
+from procs import cpu_busy_s, free_port, proc_affinity, proc_cpu_s, proc_status_mb, spawn, stop
 from targets import HOST
 
 PROMETHEUS = "/usr/bin/prometheus"
@@ -222,14 +222,14 @@ def run_peer(urls: list[str], interval: float, *, warmup: float, duration_s: flo
         progress(f"  peer scraped all {len(urls)} targets once after {first_s:.1f}s; "
                  f"{warmup:g}s warm-up ...")
         time.sleep(warmup)
-        stats0, cpu0, wall0 = server_stats(), peer.cpu(), time.time()
+        stats0, cpu0, wall0, busy0 = server_stats(), peer.cpu(), time.time(), cpu_busy_s(cpu)
         rss_peak = {"prom": 0.0, "bb": 0.0}
         deadline = time.monotonic() + duration_s
         while (left := deadline - time.monotonic()) > 0:
             time.sleep(min(1.0, left))
             for name, mb in peer.status_mb("VmRSS").items():
                 rss_peak[name] = max(rss_peak[name], mb)
-        cpu1, wall1, stats1 = peer.cpu(), time.time(), server_stats()
+        cpu1, wall1, busy1, stats1 = peer.cpu(), time.time(), cpu_busy_s(cpu), server_stats()
         for name in rss_peak:
             if peer.processes[name].poll() is not None:
                 raise RuntimeError(f"{name} died during the window:\n{peer.log_tail(name)}")
@@ -248,6 +248,9 @@ def run_peer(urls: list[str], interval: float, *, warmup: float, duration_s: flo
             "cpu_ms_per_probe_prom": round(1000 * cpu_s["prom"] / max(probes, 1), 3),
             "cpu_ms_per_probe_bb": round(1000 * cpu_s["bb"] / max(probes, 1), 3),
             "core_util": round(total_cpu / window, 3),
+            # Other processes' share of the prober CPU in the window (this benchmark's
+            # parent is unpinned and mostly asleep, so it hardly counts).
+            "foreign_cpu_util": round(max(0.0, busy1 - busy0 - total_cpu) / window, 3),
             "maxrss_mb": round(hwm["prom"] + hwm["bb"], 1),
             "maxrss_mb_prom": round(hwm["prom"], 1),
             "maxrss_mb_bb": round(hwm["bb"], 1),
@@ -262,6 +265,9 @@ def run_peer(urls: list[str], interval: float, *, warmup: float, duration_s: flo
             "server_cpu_ms_per_request": round(
                 1000 * (stats1["cpu_s"] - stats0["cpu_s"]) / max(probes, 1), 3),
         }
+        # Scrapes started in the window are appended when they finish: let them land
+        # before counting, or two queries over "the same" range see different samples.
+        time.sleep(timeout + 1.0)
         result.update(_scrape_health(peer, wall1, window, interval, len(urls)))
         return result
     finally:
@@ -300,12 +306,13 @@ def _scrape_health(peer: Peer, at: float, window: float, interval: float,
     jitter = None
     if p1 is not None and p99 is not None:
         jitter = 1000 * max(p99 - interval, interval - p1)
-    failures = round(scrapes - scrapes_ok + probed - probed_ok)
+    failed_scrapes = max(0, round(scrapes - scrapes_ok))
+    failed_probes = max(0, round(probed - probed_ok))
+    failures = failed_scrapes + failed_probes
     return {
         "failures": failures,
-        "failure_classes": {"failed_scrapes": round(scrapes - scrapes_ok),
-                            "probe_success_0": round(probed - probed_ok)}
-        if failures else {},
+        "failure_classes": {"failed_scrapes": failed_scrapes,
+                            "probe_success_0": failed_probes} if failures else {},
         "targets_up": peer.query(f'sum(up{{job="{JOB}"}})', at),
         "targets_total": targets,
         "scrapes_in_window": int(scrapes),

@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import resource
 import select
@@ -50,17 +49,24 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections import Counter, defaultdict
-from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeVar
 
 import mixed
 import peer
 import report
+from measure import (
+    Recorder,
+    by_kind,
+    lag_outside,
+    measure_window,
+    status_mb,
+    summarize,
+    timeline,
+)
 from procs import spawn, stop, stop_all
 from profiling import MODES as PROFILE_MODES
 from profiling import WindowProfiler, begin_process
@@ -70,208 +76,6 @@ HERE = Path(__file__).resolve().parent
 RESULT_PREFIX = "RESULT "
 CHILD_SIDES = ("primewatch", "baseline")
 T = TypeVar("T")
-
-
-# --------------------------------------------------------------------------- measuring
-
-
-def process_cpu() -> float:
-    """User+system CPU seconds of this process, all threads."""
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def thread_cpu(tid: int) -> float:
-    """CPU seconds of one thread of this process (clock-tick resolution), 0 if gone."""
-    try:
-        stat = Path(f"/proc/self/task/{tid}/stat").read_text()
-    except OSError:
-        return 0.0
-    fields = stat.rsplit(")", 1)[1].split()  # the name may contain spaces and ')'
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def status_mb(key: str) -> float:
-    """A memory figure of this process from /proc: VmRSS (now) or VmHWM (peak RSS)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1]) / 1024
-    return math.nan
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Nearest-rank percentile; NaN for no values (so an empty window is visible)."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def preempted(tid: int) -> int:
-    """Involuntary context switches of one thread of this process (0 if gone).
-
-    Why: the prober CPU is not reserved; other processes the kernel runs on it take the
-    CPU from the event loop, which shows up as lag. A high count in a window says the
-    lag was (partly) the machine, not primewatch.
-    """
-    try:
-        status = Path(f"/proc/self/task/{tid}/status").read_text()
-    except OSError:
-        return 0
-    for line in status.splitlines():
-        if line.startswith("nonvoluntary_ctxt_switches:"):
-            return int(line.split()[1])
-    return 0
-
-
-@dataclass(slots=True)
-class Snapshot:
-    """The counters a window is the difference of."""
-
-    wall: float
-    cpu: float
-    loop_cpu: float
-    loop_preempted: int
-
-    @classmethod
-    def take(cls, loop_tid: int) -> Snapshot:
-        return cls(time.time(), process_cpu(), thread_cpu(loop_tid), preempted(loop_tid))
-
-
-@dataclass
-class Recorder:
-    """Raw samples, stamped with wall time so only the measured window is counted.
-
-    Appending a tuple costs well under a microsecond; these appends (and timing each SLO
-    gauge publish) are all the benchmark adds to the measured code path.
-    """
-
-    lags: list[tuple[float, float]] = field(default_factory=list)
-    # (completed at, latency, ok, error class, target, started at)
-    probes: list[tuple[float, float, bool, str | None, str, float]] = field(
-        default_factory=list)
-    slo_publish_s: float = 0.0  # time spent in Metrics.observe_slo, on the event loop
-
-    def lag(self, seconds: float) -> None:
-        self.lags.append((time.time(), seconds))
-
-    def probe(self, latency: float, ok: bool, error_class: str | None, target: str,
-              started_at: float) -> None:
-        self.probes.append((time.time(), latency, ok, error_class, target, started_at))
-
-
-async def measure_window(warmup: float, duration: float, loop_tid: int,
-                         sample: Callable[[], float] | None = None,
-                         profiler: WindowProfiler | None = None
-                         ) -> tuple[Snapshot, Snapshot, float, dict[str, Any]]:
-    """Wait out the warm-up, then snapshot both ends of the window.
-
-    `sample` (e.g. the sink's backlog) is polled every 0.5 s and its maximum returned;
-    `profiler` runs over the window only, and its summary is returned.
-    """
-    await asyncio.sleep(warmup)
-    start = Snapshot.take(loop_tid)
-    if profiler is not None:
-        profiler.start()
-    deadline = time.monotonic() + duration
-    peak = 0.0
-    while (left := deadline - time.monotonic()) > 0:
-        await asyncio.sleep(min(0.5, left))
-        if sample is not None:
-            peak = max(peak, sample())
-    end = Snapshot.take(loop_tid)
-    profile = profiler.stop() if profiler is not None else {}
-    return start, end, peak, profile
-
-
-def interval_jitter(probes: list[tuple[float, float, bool, str | None, str, float]],
-                    start: float, end: float, interval: float) -> dict[str, Any]:
-    """Spread of the actual interval between consecutive starts of one target.
-
-    The same figure Prometheus reports for its scrapes
-    (`prometheus_target_interval_length_seconds`), so the sides compare like with like:
-    jitter = max(p99 − nominal, nominal − p1) over every consecutive pair in the window.
-    """
-    starts: dict[str, list[float]] = defaultdict(list)
-    for p in probes:
-        if start <= p[5] < end:
-            starts[p[4]].append(p[5])
-    intervals: list[float] = []
-    for times in starts.values():
-        times.sort()
-        intervals += [b - a for a, b in pairwise(times)]
-    p1, p50, p99 = (percentile(intervals, q) for q in (1, 50, 99))
-    return {
-        "interval_samples": len(intervals),
-        "interval_p1_s": round(p1, 4), "interval_p50_s": round(p50, 4),
-        "interval_p99_s": round(p99, 4),
-        "interval_jitter_ms": round(1000 * max(p99 - interval, interval - p1), 3),
-    }
-
-
-def by_kind(inside: list[tuple[float, float, bool, str | None, str, float]],
-            kind_of: dict[str, str], window: float) -> dict[str, dict[str, Any]]:
-    """Per probe kind (`--mixed`): targets, probes, failures and latency in the window."""
-    groups: dict[str, list[tuple[float, float, bool, str | None, str, float]]] = \
-        defaultdict(list)
-    for p in inside:
-        groups[kind_of.get(p[4], "?")].append(p)
-    targets = Counter(kind_of.values())
-    out = {}
-    for kind in sorted(targets, key=lambda k: -targets[k]):
-        rows = groups.get(kind, [])
-        latencies = [p[1] for p in rows if p[2]]
-        failures = Counter(p[3] or "error" for p in rows if not p[2])
-        out[kind] = {
-            "targets": targets[kind], "probes": len(rows), "rate": round(len(rows) / window, 2),
-            "failures": sum(failures.values()), "failure_classes": dict(failures),
-            "latency_p50_ms": round(1000 * percentile(latencies, 50), 3),
-            "latency_p99_ms": round(1000 * percentile(latencies, 99), 3),
-        }
-    return out
-
-
-def summarize(recorder: Recorder, start: Snapshot, end: Snapshot,
-              interval: float) -> dict[str, Any]:
-    """The figures both Python sides report, computed the same way for both."""
-    window = end.wall - start.wall
-    inside = [p for p in recorder.probes if start.wall <= p[0] < end.wall]
-    window_lags = [(t, lag) for t, lag in recorder.lags if start.wall <= t < end.wall]
-    lags = [lag for _, lag in window_lags]
-    latencies = [p[1] for p in inside if p[2]]
-    failures = Counter(p[3] or "error" for p in inside if not p[2])
-    cpu = end.cpu - start.cpu
-    loop_cpu = end.loop_cpu - start.loop_cpu
-    completed = len(inside)
-    return {
-        "window_s": round(window, 3),
-        "probes": completed,
-        "achieved_rate": round(completed / window, 2),
-        "failures": sum(failures.values()),
-        "failure_classes": dict(failures),
-        "cpu_s": round(cpu, 3),
-        "cpu_ms_per_probe": round(1000 * cpu / max(completed, 1), 3),
-        "core_util": round(cpu / window, 3),
-        "loop_thread_cpu_s": round(loop_cpu, 2),
-        # Per-thread times tick at 10 ms, getrusage at 1 µs: clamp the rounding residue.
-        "other_threads_cpu_s": round(max(0.0, cpu - loop_cpu), 2),
-        "loop_preempted": end.loop_preempted - start.loop_preempted,
-        "lag_samples": len(lags),
-        "lag_p50_ms": round(1000 * percentile(lags, 50), 3),
-        "lag_p99_ms": round(1000 * percentile(lags, 99), 3),
-        "schedule_p99_ms": round(1000 * percentile(lags, 99), 3),
-        "lag_max_ms": round(1000 * max(lags, default=math.nan), 3),
-        "lag_max_at_s": round(max(window_lags, key=lambda x: x[1])[0] - start.wall, 2)
-        if window_lags else None,
-        "latency_p50_ms": round(1000 * percentile(latencies, 50), 3),
-        "latency_p99_ms": round(1000 * percentile(latencies, 99), 3),
-        "started_total": len(recorder.lags),
-        "completed_total": len(recorder.probes),
-        "rss_end_mb": round(status_mb("VmRSS"), 1),
-        "thread_count_end": threading.active_count(),
-        **interval_jitter(recorder.probes, start.wall, end.wall, interval),
-    }
 
 
 def target_urls(port: int, count: int) -> list[str]:
@@ -344,6 +148,19 @@ def recording_metrics(recorder: Recorder) -> Any:
     return RecordingMetrics()
 
 
+async def freeze_gc_later(delay: float) -> None:
+    """`--gc-freeze`: what-if experiment for a change primewatch does not have (yet).
+
+    Once every target has run once (its metric children exist), move everything alive
+    into the permanent generation, so full collections stop walking it.
+    """
+    import gc
+
+    await asyncio.sleep(delay)
+    gc.collect()
+    gc.freeze()
+
+
 def timed_evaluations(runtime: Any, recorder: Recorder,
                       log: list[tuple[float, float, float]]) -> None:
     """Wrap `runtime.evaluate_once` to log each SLO evaluation.
@@ -403,7 +220,10 @@ async def run_primewatch(opts: argparse.Namespace) -> dict[str, Any]:
         runtime = Runtime(settings, engine, SystemClock(), metrics)
         evaluations: list[tuple[float, float, float]] = []
         timed_evaluations(runtime, recorder, evaluations)
+        began = time.time()
         await runtime.start()
+        freezer = asyncio.create_task(freeze_gc_later(interval + 1.0)) \
+            if opts.gc_freeze else None
         try:
             stem = report.RESULTS_DIR / (f"profile-{opts.targets}t-{opts.rate:g}r"
                                          f"{'-mixed' if opts.mixed else ''}")
@@ -411,9 +231,14 @@ async def run_primewatch(opts: argparse.Namespace) -> dict[str, Any]:
                 opts.warmup, opts.duration, loop_tid, lambda: runtime.sink.pending,
                 WindowProfiler(opts.profile, stem, opts.duration) if opts.profile else None)
         finally:
+            if freezer is not None:
+                freezer.cancel()
             await runtime.stop()  # in-flight probes are cancelled, the sink flushes
         produced = runtime.scheduler.runs
         result = summarize(recorder, start, end, interval)
+        result.update(lag_outside(recorder, start, end, evaluations))
+        result["timeline"] = timeline(recorder, began, evaluations)
+        result["window_starts_at_s"] = round(start.wall - began, 2)
         if profile:
             result["profile"] = profile
         if opts.mixed:
@@ -568,6 +393,8 @@ def child_command(kind: str, port: int, opts: argparse.Namespace) -> list[str]:
         cmd += ["--evaluate-every", str(opts.evaluate_every)]
     if opts.mixed and kind == "primewatch":
         cmd.append("--mixed")
+    if opts.gc_freeze and kind == "primewatch":
+        cmd.append("--gc-freeze")
     if opts.profile and kind == "primewatch":
         cmd += ["--profile", opts.profile]
     return cmd
@@ -678,11 +505,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "py-spy: all threads, sampled, py-spy must be on PATH); files "
                              "go to benchmarks/results/; not a measurement run")
     parser.add_argument("--wait-quiet", type=float, default=None, metavar="LOAD",
-                        help="before starting, wait until the 1-minute load average is "
+                        help="before each side, wait until the 1-minute load average is "
                              "below LOAD (checked every 20 s, at most --wait-max minutes; "
                              "then runs anyway and says so in the output and the JSON)")
     parser.add_argument("--wait-max", type=float, default=25.0,
                         help="minutes --wait-quiet waits at most")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="what-if: gc.freeze() in the primewatch child once every "
+                             "target has run (not something primewatch does itself)")
     parser.add_argument("--tag", default="",
                         help="suffix for the JSON file name (e.g. the run's purpose)")
     parser.add_argument("--child", choices=CHILD_SIDES, help=argparse.SUPPRESS)
@@ -745,17 +575,18 @@ def run_benchmark(opts: argparse.Namespace) -> dict[str, Any]:
                  "http only")
     sides = list(opts.sides)
     runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
-    quiet = wait_quiet(opts.wait_quiet, opts.wait_max)
     env = report.environment()
-    env["wait_quiet"] = quiet
-    bound = opts.repeat * len(sides) * (opts.warmup + opts.duration + 200) + 60
+    # The target server's hard time limit: every side's run plus its wait for quiet.
+    wait = 60 * opts.wait_max + 30 if opts.wait_quiet is not None else 0
+    bound = opts.repeat * len(sides) * (opts.warmup + opts.duration + 200 + wait) + 60
     with target_server(opts.target_cpu, bound) as server:
         for repeat in range(opts.repeat):
             order = sides if repeat % 2 == 0 else sides[::-1]
             for side in order:
+                quiet = wait_quiet(opts.wait_quiet, opts.wait_max)
                 progress(f"[{repeat + 1}/{opts.repeat}] {side}: "
                          f"{opts.warmup:g}s warm-up + {opts.duration:g}s window ...")
-                runs[side].append(run_side(side, server, opts))
+                runs[side].append({**run_side(side, server, opts), "wait_quiet": quiet})
     summary = {side: report.medians(results) for side, results in runs.items()}
     result: dict[str, Any] = {
         "benchmark": "probe_throughput",
@@ -785,11 +616,14 @@ def main(argv: list[str] | None = None) -> int:
         stop_all()
     table = report.render_table(result["median"], opts)
     lines = [table]
-    quiet = result["environment"]["wait_quiet"]
-    if quiet.get("waited"):
-        lines.append(f"machine load before the run: {quiet['load_1m']:.2f} after waiting "
-                     f"{quiet['waited_s']} s" + ("" if quiet["quiet"] else
-                                                  " — NOT quiet: waited the maximum, ran anyway"))
+    for side, side_runs in result["runs"].items():
+        for run in side_runs:
+            quiet = run["wait_quiet"]
+            if quiet.get("waited"):
+                lines.append(
+                    f"{side}: 1-minute load {quiet['load_1m']:.2f} at start after waiting "
+                    f"{quiet['waited_s']} s" + ("" if quiet["quiet"] else
+                                                " — NOT quiet: waited the maximum, ran anyway"))
     if "verdict" in result:
         lines.append(report.verdict_line(result["verdict"], opts))
     result["printed"] = "\n".join(lines)

@@ -100,6 +100,20 @@ def proc_status_mb(pid: int | str, key: str) -> float:
     return float("nan")
 
 
+def cpu_busy_s(cpu: int) -> float:
+    """Busy (non-idle, non-iowait) seconds of one CPU since boot, from /proc/stat.
+
+    With the prober pinned to `cpu`, busy time minus the prober's own CPU time is what
+    other processes took from it during a window: the machine's share of the figures.
+    """
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith(f"cpu{cpu} "):
+            values = [int(v) for v in line.split()[1:]]
+            idle = values[3] + (values[4] if len(values) > 4 else 0)
+            return (sum(values[:8]) - idle) / TICKS
+    return float("nan")
+
+
 def proc_affinity(pid: int) -> list[int]:
     """The CPUs process `pid` may run on (to show the pinning really happened)."""
     return sorted(os.sched_getaffinity(pid))

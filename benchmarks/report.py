@@ -47,11 +47,13 @@ TABLE_ROWS: list[tuple[str, str, str]] = [
     ("  lag p50 ms", "lag_p50_ms", "{:.2f}"),
     ("  lag p99 ms", "lag_p99_ms", "{:.2f}"),
     ("  lag max ms", "lag_max_ms", "{:.2f}"),
+    ("  lag p99 ms outside SLO evals", "lag_p99_outside_evaluations_ms", "{:.2f}"),
     ("  interval jitter ± ms", "interval_jitter_ms", "{:.2f}"),
     ("probe latency p50 ms", "latency_p50_ms", "{:.2f}"),
     ("probe latency p99 ms", "latency_p99_ms", "{:.2f}"),
     ("peak RSS MB", "maxrss_mb", "{:.1f}"),
     ("loop thread preempted (count)", "loop_preempted", "{:.0f}"),
+    ("other processes on prober CPU", "foreign_cpu_util", "{:.3f}"),
     ("server conns / request", "server_connections_per_request", "{:.3f}"),
     ("server CPU ms / request", "server_cpu_ms_per_request", "{:.3f}"),
 ]
@@ -146,6 +148,14 @@ def primewatch_lines(pw: dict[str, Any]) -> list[str]:
         f"{pw['evaluations_in_window']}; largest lag at {pw['lag_max_at_s']} s into the "
         f"window",
     ]
+    behind = [row for row in pw.get("timeline") or [] if row[2] > 100]
+    if behind:
+        first = behind[0]
+        during = " during an SLO evaluation" if first[5] else ""
+        lines.append(
+            f"primewatch first fell >100 ms behind {first[0]:.0f} s after start (window "
+            f"opens at {pw['window_starts_at_s']:.0f} s){during}; "
+            f"{len(behind)} s of the run had a lag >100 ms")
     for kind, k in (pw.get("by_kind") or {}).items():
         lines.append(f"  {kind:<11} {k['targets']:>5} targets, {k['probes']:>6} probes "
                      f"({k['rate']:.1f}/s), failures {k['failures']} {k['failure_classes']}, "
@@ -231,6 +241,9 @@ def environment() -> dict[str, Any]:
         dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
         git = {"commit": head, "dirty": bool(dirty)}
+    if not git.get("commit") and os.environ.get("BENCH_GIT_COMMIT"):
+        # Run from an exported tree (`git archive`), which has no .git of its own.
+        git = {"commit": os.environ["BENCH_GIT_COMMIT"], "dirty": False, "exported": True}
     return {"python": platform.python_version(), "platform": platform.platform(),
             "cpus": os.cpu_count(), "loadavg_at_start": os.getloadavg(),
             "versions": versions, "git": git}

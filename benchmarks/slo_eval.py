@@ -398,7 +398,7 @@ def split_timing(engine: Engine, slos: Sequence[SloConfig], now: float, runs: in
     from monitor.storage import rollups
     samples: list[dict[str, float]] = []
     spent: dict[str, float] = defaultdict(float)
-    originals = rollups.sum_counts, rollups.sum_bins
+    originals = rollups.sum_counts_many, rollups.sum_bins
 
     def timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -409,7 +409,7 @@ def split_timing(engine: Engine, slos: Sequence[SloConfig], now: float, runs: in
                 spent[name] += (time.perf_counter() - started) * 1000
         return wrapper
 
-    rollups.sum_counts = timed("counts_ms", originals[0])
+    rollups.sum_counts_many = timed("counts_ms", originals[0])
     rollups.sum_bins = timed("bins_ms", originals[1])
     try:
         for _ in range(runs):
@@ -417,10 +417,11 @@ def split_timing(engine: Engine, slos: Sequence[SloConfig], now: float, runs: in
             started = time.perf_counter()
             SloEngine(engine).evaluate(slos, now)
             total = (time.perf_counter() - started) * 1000
-            samples.append({**spent, "other_ms": total - spent["counts_ms"]
-                            - spent["bins_ms"]})
+            counts, bins = spent.get("counts_ms", 0.0), spent.get("bins_ms", 0.0)
+            samples.append({"counts_ms": counts, "bins_ms": bins,
+                            "other_ms": total - counts - bins})
     finally:
-        rollups.sum_counts, rollups.sum_bins = originals
+        rollups.sum_counts_many, rollups.sum_bins = originals
     return {key: statistics.median(sample[key] for sample in samples)
             for key in ("counts_ms", "bins_ms", "other_ms")}
 

@@ -113,12 +113,12 @@ class SloEngine:
             by_span[p.window].append((p.slo.name, "window"))
             for seconds, span in p.spans.items():
                 by_span[span].append((p.slo.name, seconds))
-        spans = list(by_span)
-        requests = [(sorted({name for name, _ in by_span[span]}), split_by_resolution(*span))
-                    for span in spans]
-        for span, sums in zip(spans, rollups.sum_counts_many(self._engine, requests),
-                              strict=True):
-            for name, key in by_span[span]:
+        # One statement per window: a single statement for all windows was faster on
+        # SQLite but PostgreSQL planned it worse (benchmarks/slo_eval.py: 160 → 260 ms).
+        for span, wanted in by_span.items():
+            names = sorted({name for name, _ in wanted})
+            sums = rollups.sum_counts(self._engine, names, split_by_resolution(*span))
+            for name, key in wanted:
                 out[name][key] = sums[name]
         for p in plans:
             if p.slo.budgeting != "occurrences":

@@ -86,8 +86,7 @@ class HttpProbe:
         self.config = config
         self.region = region
         self._client = clients.get(
-            verify=config.tls.verify, ca_file=config.tls.ca_file, keepalive=config.keepalive,
-            shard_key=config.name)
+            verify=config.tls.verify, ca_file=config.tls.ca_file, keepalive=config.keepalive)
         self._timeout = httpx.Timeout(config.timeout)
         cold = config.cold_start
         self._cold_starts = None if cold is None else ColdStartDetector(

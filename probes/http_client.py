@@ -1,38 +1,28 @@
-"""Shared httpx clients for HTTP-based probes, per TLS setting and spread over shards.
+"""Shared httpx clients for HTTP-based probes, one per TLS setting.
 
 Why shared: building an `httpx.AsyncClient` costs 30–45 ms of CPU (SSL context and CA
-bundle), so a client per probe would cost more than the probe. Why shards: httpcore's
-pool rescans every request against every connection on each event, so one pool for
-thousands of targets collapses when a burst queues (the benchmark saw 400 probes/s over
-5,000 targets fall over); a few pools, each serving a slice of the targets, keep those
-scans short. Why keep-alive off by default: a fresh connection per probe measures what a
-new user meets (DNS, connect, TLS), like blackbox_exporter.
+bundle), so a client per probe would cost more than the probe. Why keep-alive off by
+default: a fresh connection per probe measures what a new user meets (DNS, connect, TLS)
+like blackbox_exporter does, and the httpcore pool degrades badly under overload.
 """
 
 from __future__ import annotations
 
 import ssl
-import zlib
 
 import httpx
 
-DEFAULT_SHARDS = 16
-
 
 class HttpClientPool:
-    """Hands out long-lived AsyncClients keyed by (verify, ca_file, keepalive, shard)."""
+    """Hands out one long-lived AsyncClient per (verify, ca_file, keepalive) combination."""
 
-    def __init__(self, *, user_agent: str = "primewatch", shards: int = DEFAULT_SHARDS) -> None:
-        self._clients: dict[tuple[bool, str | None, bool, int], httpx.AsyncClient] = {}
+    def __init__(self, *, user_agent: str = "primewatch") -> None:
+        self._clients: dict[tuple[bool, str | None, bool], httpx.AsyncClient] = {}
         self._user_agent = user_agent
-        self._shards = max(1, shards)
 
     def get(self, *, verify: bool = True, ca_file: str | None = None,
-            keepalive: bool = False, shard_key: str = "") -> httpx.AsyncClient:
-        """The client for these TLS settings; `shard_key` (the target name) spreads
-        targets over pools deterministically."""
-        shard = zlib.crc32(shard_key.encode()) % self._shards if shard_key else 0
-        key = (verify, ca_file, keepalive, shard)
+            keepalive: bool = False) -> httpx.AsyncClient:
+        key = (verify, ca_file, keepalive)
         client = self._clients.get(key)
         if client is None:
             client = httpx.AsyncClient(

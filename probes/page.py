@@ -229,8 +229,7 @@ class PageProbe:
         self.config = config
         self.region = region
         self._client = clients.get(
-            verify=config.tls.verify, ca_file=config.tls.ca_file, keepalive=config.keepalive,
-            shard_key=config.name)
+            verify=config.tls.verify, ca_file=config.tls.ca_file, keepalive=config.keepalive)
         self._timeout = httpx.Timeout(config.timeout)
         self._html_headers = dict(config.headers)
         if not any(name.lower() == "accept" for name in config.headers):

@@ -179,8 +179,7 @@ class PrometheusProbe:
                  region: str) -> None:
         self.config = config
         self.region = region
-        self._client = clients.get(verify=config.tls.verify, ca_file=config.tls.ca_file,
-                                   shard_key=config.name)
+        self._client = clients.get(verify=config.tls.verify, ca_file=config.tls.ca_file)
         self._timeout = httpx.Timeout(config.timeout)
         self._headers = {"Accept": ACCEPT, **config.headers}
         self._previous: _Scrape | None = None

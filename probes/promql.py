@@ -132,8 +132,7 @@ class PromqlProbe:
     def __init__(self, config: PromqlTarget, *, clients: HttpClientPool, region: str) -> None:
         self.config = config
         self.region = region
-        self._client = clients.get(verify=config.tls.verify, ca_file=config.tls.ca_file,
-                                   shard_key=config.name)
+        self._client = clients.get(verify=config.tls.verify, ca_file=config.tls.ca_file)
         self._timeout = httpx.Timeout(config.timeout)
         self._headers = {"Accept": "application/json", **config.headers}
         # so Prometheus abandons evaluation when we do (it takes Go durations, no fractions)

@@ -119,9 +119,10 @@ async def _apply(runtime: Runtime, window: Window) -> int:
                 or slo.name in window.slos]
     if not affected:
         return 0
-    service.slo_engine.forget_percentiles()
     report = await asyncio.to_thread(
         backfill, service.engine, Classifier(runtime.settings.slos, service.calendar),
         affected, start=window.start, end=min(window.end, now),
         raw_kept_since=now - runtime.settings.storage.retention.raw)
+    # Backfill rebuilds whole days: drop cached sums from the first one on.
+    service.slo_engine.forget(since=window.start // 86400 * 86400)
     return report.days_rebuilt

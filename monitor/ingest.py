@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from sqlalchemy import Engine
 
@@ -33,9 +33,16 @@ class ResultWriter:
     """Callable used by the sink (in a worker thread): results → raw rows + rollups."""
 
     def __init__(self, engine: Engine, slos: Sequence[SloConfig],
-                 calendar: MaintenanceCalendar | None = None) -> None:
+                 calendar: MaintenanceCalendar | None = None,
+                 on_written: Callable[[float], None] | None = None) -> None:
         self._engine = engine
         self.classifier = Classifier(slos, calendar)
+        self._on_written = on_written
 
     def __call__(self, results: Sequence[ProbeResult]) -> None:
-        write_batch(self._engine, results, self.classifier.deltas(results))
+        deltas = self.classifier.deltas(results)
+        write_batch(self._engine, results, deltas)
+        if self._on_written is not None and deltas:
+            # The oldest minute touched: lets the SLO engine drop cached sums that a
+            # late batch (flushed after a database outage) has just changed.
+            self._on_written(float(min(bucket for _, bucket in deltas)))

@@ -44,7 +44,8 @@ class Runtime:
                    for t in settings.targets}
         self._probes = [t.probe for t in targets.values()]
         storage = settings.storage
-        self.sink = ResultSink(ResultWriter(engine, settings.slos, self.service.calendar),
+        self.sink = ResultSink(ResultWriter(engine, settings.slos, self.service.calendar,
+                                              self.service.slo_engine.forget),
                                metrics,
                                batch_size=storage.batch_size,
                                flush_interval=storage.flush_interval,

@@ -1,8 +1,9 @@
 """SLO evaluation over stored rollups: windows, budgeting methods, budgets, alerts.
 
-Reads are grouped: one query per distinct window for all SLOs that share it, so a full
-evaluation of every SLO and every window costs a handful of queries, each reading at
-most ~200 rows per SLO (day rows plus hour and minute rows at the ragged edges).
+Reads are grouped and cached: every window is split into day, hour and minute ranges,
+the sums over ranges that can no longer change are kept between ticks
+(`monitor/settled_sums.py`), and what remains (the newest minutes, plus ranges a
+window reaches for the first time) is read in one statement for all SLOs and windows.
 Timeslice SLOs read their minute rows (bounded by the window, not by data volume).
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from monitor.config_slo import SloConfig
+from monitor.settled_sums import SettledSums, add_bins, add_counts
 from monitor.storage import rollups
 from slo.alerting import AlertDecision, BurnRateAlerter
 from slo.budget import (
@@ -33,7 +35,6 @@ from slo.windows import WindowSpec, period_seconds, split_by_resolution, window_
 
 Span = tuple[int, int]
 DAY = 86400
-PERCENTILES_TTL = 300.0  # seconds a window's percentile histogram is reused
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +90,19 @@ class SloEngine:
         self._in_maintenance = in_maintenance or (lambda _slo, _now: False)
         self._alerters: dict[str, tuple[tuple[BurnThreshold, ...], BurnRateAlerter]] = {}
         self.last_decisions: dict[str, AlertDecision] = {}
-        self._bins_cache: dict[str, tuple[float, int, dict[int, int]]] = {}
+        self._counts_cache: SettledSums[tuple[int, int]] = SettledSums(
+            lambda requests: rollups.sum_counts_many(engine, [(n, [r]) for n, r in requests]),
+            add_counts, lambda: (0, 0))
+        self._bins_cache: SettledSums[dict[int, int]] = SettledSums(
+            lambda requests: rollups.sum_bins_many(engine, [(n, [r]) for n, r in requests]),
+            add_bins, dict)
 
     def evaluate(self, slos: Sequence[SloConfig], now: float, *,
                  alerts: bool = False) -> list[SloStatus]:
         """Statuses at `now`. Only the evaluation tick passes `alerts=True` (advancing
         each SLO's alert state machine); other readers see the last verdict."""
         plans = [plan(slo, now) for slo in slos]
-        counts = self._counts(plans)
+        counts = self._counts(plans, now)
         bins = self._bins(plans, now)
         statuses = []
         for p in plans:
@@ -104,25 +110,22 @@ class SloEngine:
             statuses.append(self._status(p, counts[name], bins.get(name, {}), now, alerts))
         return statuses
 
-    def _counts(self, plans: Sequence[Plan]) -> dict[str, dict[object, Counts]]:
+    def _counts(self, plans: Sequence[Plan], now: float) -> dict[str, dict[object, Counts]]:
         """Effective (good, total) per SLO for its window (key "window") and each span."""
         out: dict[str, dict[object, Counts]] = defaultdict(dict)
-        occurrences = [p for p in plans if p.slo.budgeting == "occurrences"]
         by_span: dict[Span, list[tuple[str, object]]] = defaultdict(list)
-        for p in occurrences:
-            by_span[p.window].append((p.slo.name, "window"))
-            for seconds, span in p.spans.items():
-                by_span[span].append((p.slo.name, seconds))
-        # One statement per window: a single statement for all windows was faster on
-        # SQLite but PostgreSQL planned it worse (benchmarks/slo_eval.py: 160 → 260 ms).
-        for span, wanted in by_span.items():
-            names = sorted({name for name, _ in wanted})
-            sums = rollups.sum_counts(self._engine, names, split_by_resolution(*span))
-            for name, key in wanted:
-                out[name][key] = sums[name]
         for p in plans:
             if p.slo.budgeting != "occurrences":
                 out[p.slo.name] = self._slice_counts(p)
+                continue
+            by_span[p.window].append((p.slo.name, "window"))
+            for seconds, span in p.spans.items():
+                by_span[span].append((p.slo.name, seconds))
+        wanted = {span: sorted({name for name, _ in keys}) for span, keys in by_span.items()}
+        sums = self._counts_cache.sums(wanted, now)
+        for span, keys in by_span.items():
+            for name, key in keys:
+                out[name][key] = sums[span][name]
         return out
 
     def _slice_counts(self, p: Plan) -> dict[object, Counts]:
@@ -148,31 +151,22 @@ class SloEngine:
         return result
 
     def _bins(self, plans: Sequence[Plan], now: float) -> dict[str, dict[int, int]]:
-        """Window histograms (for p50/p95/p99), refreshed every `PERCENTILES_TTL`.
-
-        They are ~90% of the rows a full evaluation reads, and a 30-day percentile moves
-        little in a few minutes, while SLIs and burn rates are read fresh every tick.
-        """
+        """Window histograms (for p50/p95/p99): ~90% of the rows an evaluation would read
+        uncached, so the settled part of each window is kept between ticks."""
         by_window: dict[Span, list[str]] = defaultdict(list)
-        out: dict[str, dict[int, int]] = {}
         for p in plans:
-            if p.slo.sli not in ("availability", "latency", "threshold"):
-                continue
-            cached = self._bins_cache.get(p.slo.name)
-            if cached is not None and cached[0] > now and cached[1] == p.window[0] // DAY:
-                out[p.slo.name] = cached[2]
-            else:
+            if p.slo.sli in ("availability", "latency", "threshold"):
                 by_window[p.window].append(p.slo.name)
-        for span, names in by_window.items():
-            fresh = rollups.sum_bins(self._engine, names, split_by_resolution(*span))
-            for name in names:
-                self._bins_cache[name] = (now + PERCENTILES_TTL, span[0] // DAY, fresh[name])
-            out.update(fresh)
+        out: dict[str, dict[int, int]] = {}
+        for per_name in self._bins_cache.sums(by_window, now).values():
+            out.update(per_name)
         return out
 
-    def forget_percentiles(self) -> None:
-        """Drop cached histograms (after a backfill or a maintenance correction)."""
-        self._bins_cache.clear()
+    def forget(self, since: float | None = None) -> None:
+        """Drop cached sums that writes at or after `since` may have changed (all if
+        None): after a late batch, a backfill or a maintenance correction."""
+        self._counts_cache.forget(since)
+        self._bins_cache.forget(since)
 
     def _status(self, p: Plan, counts: dict[object, Counts], bins: dict[int, int],
                 now: float, with_alerts: bool) -> SloStatus:

@@ -119,18 +119,41 @@ def sum_bins(engine: Engine, slos: Sequence[str], ranges: Sequence[Range]
              ) -> dict[str, dict[int, int]]:
     """Value histograms per SLO summed over the union of `ranges` (one seek per range)."""
     found: dict[str, dict[int, int]] = {slo: {} for slo in slos}
-    if not slos:
-        return found
-    names = list(slos)
+    for answer in sum_bins_many(engine, [(slos, [r]) for r in ranges]):
+        for slo, bins in answer.items():
+            merged = found[slo]
+            for index, count in bins.items():
+                merged[index] = merged.get(index, 0) + count
+    return found
+
+
+def sum_bins_many(engine: Engine, requests: Sequence[tuple[Sequence[str], Sequence[Range]]]
+                  ) -> list[dict[str, dict[int, int]]]:
+    """Several histogram sums in one statement, like `sum_counts_many`."""
+    found: list[dict[str, dict[int, int]]] = [{slo: {} for slo in slos} for slos, _ in requests]
+    batches: list[list[Any]] = [[]]
+    parameters = 0
+    for index, (slos, ranges) in enumerate(requests):
+        for resolution, first, end in ranges if slos else ():
+            cost = len(slos) + 4
+            if parameters + cost > MAX_PARAMETERS and batches[-1]:
+                batches.append([])
+                parameters = 0
+            parameters += cost
+            batches[-1].append(
+                select(literal(index).label("request"), LatencyBin.slo, LatencyBin.bin,
+                       LatencyBin.count)
+                .where(LatencyBin.slo.in_(list(slos)), LatencyBin.resolution == resolution,
+                       LatencyBin.bucket_start >= first, LatencyBin.bucket_start < end))
     with engine.connect() as connection:
-        for resolution, first, end in ranges:
-            query = (select(LatencyBin.slo, LatencyBin.bin, func.sum(LatencyBin.count))
-                     .where(LatencyBin.slo.in_(names), LatencyBin.resolution == resolution,
-                            LatencyBin.bucket_start >= first, LatencyBin.bucket_start < end)
-                     .group_by(LatencyBin.slo, LatencyBin.bin))
-            for slo, bin_index, count in connection.execute(query):
-                bins = found[slo]
-                bins[int(bin_index)] = bins.get(int(bin_index), 0) + int(count)
+        for branches in batches:
+            if not branches:
+                continue
+            rows = union_all(*branches).subquery()
+            query = (select(rows.c.request, rows.c.slo, rows.c.bin, func.sum(rows.c.count))
+                     .group_by(rows.c.request, rows.c.slo, rows.c.bin))
+            for index, slo, bin_index, count in connection.execute(query):
+                found[int(index)][slo][int(bin_index)] = int(count)
     return found
 
 

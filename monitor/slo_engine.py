@@ -31,7 +31,7 @@ from slo.budget import (
 from slo.projection import projected_exhaustion, time_to_exhaustion
 from slo.status import AlertView, Counts, SloStatus, percentiles, state_of, window_statuses
 from slo.timeslices import ratio_timeslices, timeslices
-from slo.windows import WindowSpec, period_seconds, split_by_resolution, window_bounds
+from slo.windows import WindowSpec, period_seconds, window_bounds
 
 Span = tuple[int, int]
 DAY = 86400

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 
 from monitor.config_slo import Maintenance, Phase, SloConfig, TriggerRule
 from monitor.units import Duration
@@ -76,11 +76,29 @@ class EscalationStep(StrictModel):
 
 
 class EscalationPolicy(StrictModel):
-    """Ordered steps, run `repeat` more times while nobody acknowledges."""
+    """Ordered steps, run `repeat` more times while nobody acknowledges (PagerDuty's
+    escalation policy). Incidents are routed to the first policy whose `match` labels
+    and `severities` fit; one named "default" (else the first) takes the rest."""
 
     name: Name
     steps: list[EscalationStep] = Field(min_length=1)
     repeat: int = Field(default=0, ge=0, le=100)
+    repeat_after: Duration = Field(default=900.0, gt=0)
+    """Pause after the last step before the policy starts again."""
+    ack_timeout: Duration | None = 1800.0
+    """An acknowledged incident not resolved this long re-escalates (None: never)."""
+    match: dict[str, str] = Field(default_factory=dict)
+    severities: list[Literal["page", "ticket"]] = Field(
+        default_factory=lambda: ["page", "ticket"])  # type: ignore[arg-type]
+    resolve: Literal["auto", "manual"] = "auto"
+    """auto: resolve when the rule clears; manual: only by hand (API, Slack, CLI)."""
+
+    @model_validator(mode="after")
+    def _steps_in_order(self) -> EscalationPolicy:
+        afters = [step.after for step in self.steps]
+        if afters != sorted(afters):
+            raise ValueError("steps must be in order of `after`")
+        return self
 
 
 class ChannelBase(StrictModel):
@@ -174,6 +192,10 @@ class AlertingSection(StrictModel):
     burn_rate_rules: Literal["default"] = "default"
     policies: list[EscalationPolicy] = Field(default_factory=list)
     channels: list[ChannelUnion] = Field(default_factory=list)
+    postmortem_template: str | None = None
+    """A Jinja2 Markdown file replacing alerts/templates/postmortem.md.j2."""
+    timezone: str = "UTC"
+    """Time zone of times in post-mortems and messages."""
 
 
 class Settings(StrictModel):

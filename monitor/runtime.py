@@ -13,6 +13,11 @@ import logging
 
 from sqlalchemy import Engine
 
+from alerts.escalation import IncidentManager
+from alerts.notification import Notifier
+from alerts.outbox import Outbox
+from alerts.registry import build_notifier
+from alerts.rules import active_alerts
 from monitor.clock import Clock
 from monitor.config import Settings
 from monitor.ingest import ResultWriter
@@ -53,6 +58,12 @@ class Runtime:
         self.scheduler = ProbeScheduler(targets, self.sink.submit, metrics)
         self.statuses: dict[str, SloStatus] = {}
         self._last_prune = 0.0
+        notifiers = build_notifiers(settings)
+        self.incidents = IncidentManager(engine, settings, channels=notifiers.keys(),
+                                         on_resolved=self._postmortem)
+        self.outbox = Outbox(engine, notifiers, clock)
+        self._outbox_task: asyncio.Task[None] | None = None
+        self._slos_by_name = {slo.name: slo for slo in settings.slos}
         self.last_evaluation_error: str | None = None
         self._sink_task: asyncio.Task[None] | None = None
         self._evaluator_task: asyncio.Task[None] | None = None
@@ -66,6 +77,7 @@ class Runtime:
         self._sink_task = asyncio.create_task(self.sink.run(), name="result-sink")
         self._evaluator_task = asyncio.create_task(self._evaluate_forever(),
                                                    name="slo-evaluator")
+        self._outbox_task = asyncio.create_task(self.outbox.run(), name="notification-outbox")
         self.scheduler.start()
         log.info("probing %d targets, evaluating %d SLOs every %gs",
                  len(self.settings.targets), len(self.settings.slos),
@@ -74,10 +86,12 @@ class Runtime:
     async def stop(self) -> None:
         longest = max((t.timeout for t in self.settings.targets), default=0.0)
         await self.scheduler.stop(timeout=min(longest, 10.0))
-        if self._evaluator_task is not None:
-            self._evaluator_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._evaluator_task
+        for task in (self._evaluator_task, self._outbox_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self.outbox.close()
         if self._sink_task is not None:
             self.sink.close()
             try:
@@ -122,6 +136,7 @@ class Runtime:
                        "fired" if t.firing else "resolved", now,
                        f"{t.description or t.name}: {t.value}")
             for t in triggers if t.transition is not None])
+        self.incidents.tick(active_alerts(statuses, self._slos_by_name, down, triggers), now)
         if now - self._last_prune >= PRUNE_EVERY:
             self._last_prune = now
             report = prune(service.engine, self.settings.storage.retention, now)
@@ -129,6 +144,11 @@ class Runtime:
                 log.info("retention: pruned %d results, %d minute and %d hour rollup rows",
                          report.raw, report.minute, report.hour)
         return statuses
+
+    def _postmortem(self, incident_id: int, now: float) -> None:
+        """Write the post-mortem draft of a resolved incident (alerts/facts.py)."""
+        from alerts.facts import write_postmortem
+        write_postmortem(self.service.engine, self.settings, incident_id, now)
 
     async def _evaluate_forever(self) -> None:
         frozen = False
@@ -146,3 +166,19 @@ class Runtime:
                 self.last_evaluation_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.warning("SLO evaluation failed: %s", self.last_evaluation_error)
             await asyncio.sleep(self.settings.alerting.evaluate_every)
+
+
+def build_notifiers(settings: Settings) -> dict[str, Notifier]:
+    """One notifier per usable channel; a channel with empty credentials is disabled
+    with a warning (its incidents' timelines say so), never fatal."""
+    notifiers: dict[str, Notifier] = {}
+    for channel in settings.alerting.channels:
+        missing = channel.missing_credentials()
+        if missing:
+            log.warning("channel %s disabled: %s not set", channel.name, ", ".join(missing))
+            continue
+        try:
+            notifiers[channel.name] = build_notifier(channel)
+        except ValueError as exc:
+            log.warning("channel %s disabled: %s", channel.name, exc)
+    return notifiers

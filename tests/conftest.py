@@ -17,6 +17,7 @@ REQUIRE_SERVICES = os.environ.get("PRIMEWATCH_REQUIRE_SERVICES") == "1"
 POSTGRES_URL = os.environ.get("PRIMEWATCH_TEST_DATABASE_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TABLES = ("latency_bins", "slo_rollups", "probe_results", "maintenance_windows", "alert_events",
+          "incidents", "incident_events", "notifications", "incident_threads", "silences",
           "alembic_version")
 
 

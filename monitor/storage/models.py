@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Float, Index, Integer, MetaData, String
+from sqlalchemy import JSON, BigInteger, Float, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NAMING_CONVENTION = {
@@ -106,3 +106,116 @@ class AlertEventRow(Base):
     reason: Mapped[str] = mapped_column(String(500))
 
     __table_args__ = (Index("ix_alert_events_at", "at"),)
+
+
+class IncidentRow(Base):
+    """One episode of one alert key (an SLO, a target, a trigger): opened when the rule
+    fires, updated while it keeps firing, resolved when it clears or by hand.
+
+    `open_key` equals `key` while the incident is open and is NULL afterwards: its
+    unique index makes a second open incident for the same key impossible, even with
+    two evaluators racing (NULLs never collide on SQLite or PostgreSQL).
+    """
+
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200))
+    open_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))  # burn_rate, no_data, down, trigger
+    title: Mapped[str] = mapped_column(String(300))
+    summary: Mapped[str] = mapped_column(String(2000))
+    severity: Mapped[str] = mapped_column(String(16))  # page | ticket
+    status: Mapped[str] = mapped_column(String(16))  # triggered | acknowledged | resolved
+    slo: Mapped[str | None] = mapped_column(String(100))
+    target: Mapped[str | None] = mapped_column(String(100))
+    labels: Mapped[dict[str, str]] = mapped_column(JSON)
+    policy: Mapped[str | None] = mapped_column(String(100))
+    manual_resolve: Mapped[bool]
+    opened_at: Mapped[float] = mapped_column(Float(precision=53))
+    impact_started_at: Mapped[float | None] = mapped_column(Float(precision=53))
+    acknowledged_at: Mapped[float | None] = mapped_column(Float(precision=53))
+    acknowledged_by: Mapped[str | None] = mapped_column(String(100))
+    resolved_at: Mapped[float | None] = mapped_column(Float(precision=53))
+    resolved_by: Mapped[str | None] = mapped_column(String(100))
+    cleared_at: Mapped[float | None] = mapped_column(Float(precision=53))
+    peak_burn_rate: Mapped[float | None] = mapped_column(Float(precision=53))
+    budget_remaining: Mapped[float | None] = mapped_column(Float(precision=53))
+    # Escalation position: the next step to run, in which repeat, and when.
+    cycle_started_at: Mapped[float] = mapped_column(Float(precision=53))
+    next_step: Mapped[int]
+    repeat: Mapped[int]
+    escalation_round: Mapped[int]  # +1 whenever escalation restarts (ack timeout, upgrade)
+    next_escalation_at: Mapped[float | None] = mapped_column(Float(precision=53))
+    ack_deadline: Mapped[float | None] = mapped_column(Float(precision=53))
+    postmortem: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[float] = mapped_column(Float(precision=53))
+
+    __table_args__ = (Index("ix_incidents_status", "status"),
+                      Index("ix_incidents_opened_at", "opened_at"))
+
+
+class IncidentEventRow(Base):
+    """The incident's timeline: every transition, notification and action."""
+
+    __tablename__ = "incident_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    at: Mapped[float] = mapped_column(Float(precision=53))
+    kind: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(String(1000))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_incident_events_incident_id", "incident_id"),)
+
+
+class NotificationRow(Base):
+    """The outbox: a message to deliver, written in the same transaction as the
+    escalation step that wants it and retried until delivered. `key` (incident, step,
+    repeat, channel) is unique, so a step can never queue the same message twice."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    incident_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    channel: Mapped[str] = mapped_column(String(100))
+    event: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    attempts: Mapped[int]
+    next_attempt_at: Mapped[float] = mapped_column(Float(precision=53))
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[float] = mapped_column(Float(precision=53))
+    delivered_at: Mapped[float | None] = mapped_column(Float(precision=53))
+
+    __table_args__ = (Index("ix_notifications_status_next", "status", "next_attempt_at"),
+                      Index("ix_notifications_incident_id", "incident_id"))
+
+
+class IncidentThreadRow(Base):
+    """What a channel answered to an incident's first message (Slack channel and ts,
+    PagerDuty dedup key, mail Message-ID), so later messages thread under it."""
+
+    __tablename__ = "incident_threads"
+
+    incident_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
+                                             primary_key=True)
+    channel: Mapped[str] = mapped_column(String(100), primary_key=True)
+    thread: Mapped[dict[str, str]] = mapped_column(JSON)
+
+
+class SilenceRow(Base):
+    """Alertmanager-style silence: alerts whose labels match every matcher notify
+    nobody between `starts_at` and `ends_at` (or until expired)."""
+
+    __tablename__ = "silences"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    matchers: Mapped[list[dict[str, str]]] = mapped_column(JSON)
+    starts_at: Mapped[float] = mapped_column(Float(precision=53))
+    ends_at: Mapped[float] = mapped_column(Float(precision=53))
+    created_by: Mapped[str] = mapped_column(String(100))
+    comment: Mapped[str] = mapped_column(String(1000))
+    created_at: Mapped[float] = mapped_column(Float(precision=53))

@@ -1,0 +1,244 @@
+"""Incidents and escalation on a simulated clock: steps, repeats, acknowledgement and its
+timeout, tickets, silences, manual resolution, restarts, and the outbox under 429s."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, select
+
+from alerts.escalation import IncidentError, IncidentManager, IncidentNotFound
+from alerts.outbox import Outbox
+from alerts.rules import ActiveAlert
+from alerts.silences import Matcher, create_silence
+from alerts.store import get_incident, list_incidents, timeline
+from monitor.clock import FakeClock
+from monitor.config import Settings
+from monitor.runtime import build_notifiers
+from monitor.storage.models import NotificationRow
+from tests.conftest import make_settings
+from tests.fake_slack import FakeSlack
+from tests.fake_webhook import FakeWebhook
+from tests.servers import RouteServer, route_server
+
+MINUTE = 60.0
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RouteServer]:
+    with route_server() as running:
+        yield running
+
+
+@pytest.fixture
+def slack(server: RouteServer) -> FakeSlack:
+    return FakeSlack(server)
+
+
+@pytest.fixture
+def hook(server: RouteServer) -> FakeWebhook:
+    return FakeWebhook(server)
+
+
+def settings_for(slack: FakeSlack, hook: FakeWebhook, **policy: Any) -> Settings:
+    policies = [{"name": "default", "repeat": 1, "repeat_after": "10m",
+                 "ack_timeout": "30m",
+                 "steps": [{"after": "0m", "notify": ["slack-oncall"]},
+                           {"after": "15m", "notify": ["slack-oncall", "escalation-hook"]}],
+                 **policy}]
+    return make_settings(
+        server={"public_url": "http://127.0.0.1:8000"},
+        alerting={"policies": policies, "channels": [
+            {"name": "slack-oncall", "type": "slack", "token": slack.token,
+             "channel": "#oncall", "api_url": slack.api_url},
+            {"name": "escalation-hook", "type": "webhook", "url": hook.url},
+        ]})
+
+
+class Harness:
+    """The manager and the outbox of one process, on a shared clock and database."""
+
+    def __init__(self, engine: Engine, settings: Settings, clock: FakeClock) -> None:
+        self.engine, self.settings, self.clock = engine, settings, clock
+        notifiers = build_notifiers(settings)
+        self.manager = IncidentManager(engine, settings, channels=notifiers.keys())
+        self.outbox = Outbox(engine, notifiers, clock)
+
+    def run(self, alerts: list[ActiveAlert], minutes: float, step: float = 30.0) -> None:
+        """Tick every `step` seconds for `minutes`, delivering after each tick."""
+        end = self.clock.now() + minutes * MINUTE
+        while self.clock.now() < end:
+            self.clock.advance(step)
+            self.manager.tick(alerts, self.clock.now())
+            self.outbox.deliver_due()
+
+
+@pytest.fixture
+def harness(engine: Engine) -> Iterator[Any]:
+    """Harness factory; every notifier is closed at the end (sockets, SMTP)."""
+    made: list[Harness] = []
+
+    def make(settings: Settings, clock: FakeClock) -> Harness:
+        made.append(Harness(engine, settings, clock))
+        return made[-1]
+
+    yield make
+    for one in made:
+        one.outbox.close()
+
+
+def outage(severity: str = "page", key: str = "slo:api-availability",
+           burn: float = 20.0) -> ActiveAlert:
+    return ActiveAlert(key=key, kind="burn_rate", severity=severity,  # type: ignore[arg-type]
+                       title="SLO api-availability is burning its error budget",
+                       summary=f"burn rate {burn}x over 1h and 5m", slo="api-availability",
+                       target="api", labels={"alertname": "burn_rate", "severity": severity,
+                                             "slo": "api-availability", "target": "api"},
+                       burn_rate=burn, budget_remaining=0.8)
+
+
+def only_incident(engine: Engine) -> Any:
+    items, total = list_incidents(engine)
+    assert total == 1
+    return items[0]
+
+
+def test_escalation_steps_repeat_and_stop_on_acknowledgement(
+        engine: Engine, slack: FakeSlack, hook: FakeWebhook, harness: Any) -> None:
+    clock = FakeClock()
+    h = harness(settings_for(slack, hook), clock)
+    opened = clock.now() + 30
+    h.run([outage()], minutes=1)
+    assert len(slack.calls("chat.postMessage")) == 1  # step 1: the page, within a tick
+    assert hook.deliveries == []
+    h.run([outage()], minutes=14)
+    assert hook.deliveries == []  # step 2 not before its 15 minutes
+    h.run([outage()], minutes=1)
+    assert len(hook.deliveries) == 1  # step 2 at 15 min: webhook + a Slack reply
+    incident = only_incident(engine)
+    assert incident.next_step == 0 and incident.repeat == 1  # waiting for the repeat
+    assert incident.next_escalation_at == opened + 15 * MINUTE + 10 * MINUTE
+    h.run([outage()], minutes=10)
+    assert len(hook.deliveries) == 1
+    assert len(slack.calls("chat.postMessage")) == 3  # page, step 2 reply, repeat step 1
+    h.manager.acknowledge(incident.id, "alice", clock.now())
+    h.run([outage()], minutes=29)
+    # Acknowledged: step 2 of the repeat never runs; the webhook only hears of the ack.
+    assert [d.json()["event"] for d in hook.deliveries] == ["escalate", "acknowledge"]
+    kinds = [e.kind for e in timeline(engine, incident.id)]
+    assert kinds.count("escalated") == 3 and "acknowledged" in kinds
+    # The acknowledgement reached Slack (message updated) and the webhook.
+    assert any("Acknowledged by alice" in str(r.body) for r in slack.calls("chat.update"))
+    h.run([outage()], minutes=2)  # ack timeout (30 min) passed: escalation starts again
+    assert get_incident(engine, incident.id).status == "triggered"  # type: ignore[union-attr]
+    assert "ack_timeout" in [e.kind for e in timeline(engine, incident.id)]
+
+
+def test_one_incident_per_episode_and_recovery_resolves_it(
+        engine: Engine, slack: FakeSlack, hook: FakeWebhook, harness: Any) -> None:
+    clock = FakeClock()
+    h = harness(settings_for(slack, hook), clock)
+    h.run([outage(burn=20)], minutes=2)
+    h.run([outage(burn=40.0)], minutes=2)  # a faster tier: the same incident, updated
+    incident = only_incident(engine)
+    assert incident.peak_burn_rate == 40.0 and incident.summary.startswith("burn rate 40")
+    h.run([], minutes=1)
+    resolved = only_incident(engine)
+    assert resolved.status == "resolved" and resolved.resolved_by == "auto"
+    assert any(r.body.get("thread_ts") and "Resolved" in str(r.body)
+               for r in slack.calls("chat.postMessage"))
+    h.run([outage()], minutes=1)  # a new episode is a new incident
+    items, total = list_incidents(engine)
+    assert total == 2 and items[0].status == "triggered"
+
+
+def test_tickets_notify_once_and_never_escalate(
+        engine: Engine, slack: FakeSlack, hook: FakeWebhook, harness: Any) -> None:
+    clock = FakeClock()
+    h = harness(settings_for(slack, hook), clock)
+    h.run([outage("ticket")], minutes=120)
+    assert len(slack.calls("chat.postMessage")) == 1
+    assert hook.deliveries == []
+    # ... until it becomes a page: escalation starts from the top.
+    h.run([outage("page")], minutes=16)
+    assert only_incident(engine).severity == "page"
+    assert len(hook.deliveries) == 1
+
+
+def test_silences_stop_new_incidents_and_pause_escalation(
+        engine: Engine, slack: FakeSlack, hook: FakeWebhook, harness: Any) -> None:
+    clock = FakeClock()
+    h = harness(settings_for(slack, hook), clock)
+    now = clock.now()
+    create_silence(engine, [Matcher("slo", "api-availability")], starts_at=now,
+                   ends_at=now + 3600, created_by="bob", comment="deploy", now=now)
+    h.run([outage()], minutes=30)
+    assert list_incidents(engine)[1] == 0 and slack.requests == []
+    h.run([outage()], minutes=31)  # silence over: the incident opens and pages
+    incident = only_incident(engine)
+    assert len(slack.calls("chat.postMessage")) == 1
+    h.manager.silence(incident.id, "carol", 3600, clock.now())
+    h.run([outage()], minutes=50)
+    assert hook.deliveries == []  # step 2 (due at 15 min) waits for the silence
+    h.run([outage()], minutes=11)
+    assert len(hook.deliveries) == 1
+
+
+def test_manual_resolution_policy_waits_for_a_person(
+        engine: Engine, slack: FakeSlack, hook: FakeWebhook, harness: Any) -> None:
+    clock = FakeClock()
+    h = harness(settings_for(slack, hook, resolve="manual"), clock)
+    h.run([outage()], minutes=2)
+    h.run([], minutes=5)
+    incident = only_incident(engine)
+    assert incident.status == "triggered" and incident.cleared_at is not None
+    h.manager.resolve(incident.id, "dave", clock.now())
+    assert only_incident(engine).resolved_by == "dave"
+    with pytest.raises(IncidentError):
+        h.manager.acknowledge(incident.id, "dave", clock.now())
+    with pytest.raises(IncidentNotFound):
+        h.manager.resolve(999, "dave", clock.now())
+
+
+def test_a_restart_mid_escalation_continues_at_the_right_step_without_repeats(
+        engine: Engine, slack: FakeSlack, hook: FakeWebhook, harness: Any) -> None:
+    clock = FakeClock()
+    settings = settings_for(slack, hook)
+    first = harness(settings, clock)
+    first.run([outage()], minutes=5)
+    first.manager.tick([outage()], clock.now())  # queued a tick's work, then "crashes"
+    del first
+    clock.advance(20 * MINUTE)  # down for 20 minutes: step 2 became due meanwhile
+    second = harness(settings, clock)
+    second.run([outage()], minutes=1)
+    assert len(hook.deliveries) == 1  # step 2 ran once, on the first tick back
+    assert len(slack.calls("chat.postMessage")) == 2  # the page + step 2's reply, no repeat
+    second.run([outage()], minutes=5)
+    with engine.connect() as connection:
+        keys = connection.execute(select(NotificationRow.key)).scalars().all()
+    assert len(keys) == len(set(keys)) == 3
+
+
+def test_a_slack_429_storm_and_500s_delay_messages_but_lose_and_double_none(
+        engine: Engine, slack: FakeSlack, hook: FakeWebhook, harness: Any) -> None:
+    clock = FakeClock()
+    h = harness(settings_for(slack, hook), clock)
+    slack.fail_next(6, status=429, retry_after=20)
+    h.run([outage()], minutes=1, step=5)
+    assert slack.messages == {}  # still rate limited: nothing posted yet
+    assert len(slack.calls("chat.postMessage")) < 6  # Retry-After was honoured
+    slack.fail_next(3, status=500)
+    h.run([outage()], minutes=20, step=5)
+    h.run([], minutes=2, step=5)  # recovery: the resolve queued behind the page
+    pages = [m for m in slack.messages.values() if "thread_ts" not in m]
+    assert len(pages) == 1  # the page exactly once ...
+    replies = slack.replies(pages[0]["ts"])
+    assert len(replies) == 2  # ... with step 2's reply and the resolve, each once
+    assert "Resolved" in replies[-1]["text"]
+    assert len(hook.deliveries) == 2  # step 2 and the resolve
+    with engine.connect() as connection:
+        rows = connection.execute(select(NotificationRow.status, func.count())
+                                  .group_by(NotificationRow.status)).all()
+    assert dict(rows) == {"delivered": 5}  # page, step 2 Slack + webhook, 2 resolves

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from alerts.routing import route
@@ -89,6 +89,15 @@ class IncidentManager:
                     self._run_due_steps(incident.id, now)
             except Exception:  # boundary
                 log.exception("escalation of incident %d failed", incident.id)
+
+    def open_counts(self) -> dict[tuple[str, str], int]:
+        """Open incidents by (severity, status), for /metrics."""
+        with self._engine.connect() as connection:
+            rows = connection.execute(
+                select(IncidentRow.severity, IncidentRow.status, func.count())
+                .where(IncidentRow.status != "resolved")
+                .group_by(IncidentRow.severity, IncidentRow.status)).all()
+        return {(severity, status): int(n) for severity, status, n in rows}
 
     # -- opening, updating, clearing ----------------------------------------------
 

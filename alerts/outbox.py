@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from alerts.notification import Delivery, Notification, Notifier
@@ -44,9 +44,10 @@ def backoff(attempts: int, retry_after: float | None) -> float:
 class Outbox:
     """Sends due notifications through the configured notifiers."""
 
-    def __init__(self, engine: Engine, notifiers: Mapping[str, Notifier], clock: Clock
-                 ) -> None:
+    def __init__(self, engine: Engine, notifiers: Mapping[str, Notifier], clock: Clock,
+                 on_attempt: Callable[[str, str], None] | None = None) -> None:
         self._engine = engine
+        self._on_attempt = on_attempt or (lambda _channel, _outcome: None)
         self._notifiers = dict(notifiers)
         self._clock = clock
         self.delivered = 0
@@ -55,8 +56,9 @@ class Outbox:
 
     def pending(self) -> int:
         with self._engine.connect() as connection:
-            return len(connection.execute(select(NotificationRow.id).where(
-                NotificationRow.status == "pending")).all())
+            return int(connection.execute(select(func.count()).select_from(NotificationRow)
+                                          .where(NotificationRow.status == "pending"))
+                       .scalar_one())
 
     def deliver_due(self) -> int:
         """One pass over due messages, oldest first; the number delivered."""
@@ -106,6 +108,7 @@ class Outbox:
 
     def _finish(self, row: Any, delivery: Delivery, now: float) -> None:
         attempts = row.attempts + 1
+        self._on_attempt(row.channel, delivery.outcome)
         with self._engine.begin() as connection:
             table = NotificationRow
             if delivery.outcome == "delivered":

@@ -130,6 +130,12 @@ class SlackChannel(ChannelBase):
             return ["token or webhook_url"]
         return []
 
+    @model_validator(mode="after")
+    def _bot_needs_a_channel(self) -> SlackChannel:
+        if not _empty(self.token) and not self.channel:
+            raise ValueError("`channel` is required with a bot `token` (e.g. \"#oncall\")")
+        return self
+
 
 class PagerDutyChannel(ChannelBase):
     """PagerDuty Events API v2."""

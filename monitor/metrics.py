@@ -102,6 +102,16 @@ class Metrics:
                                     ["trigger"], registry=r)
         self.slo_no_data = Gauge("primewatch_slo_no_data",
                                  "1 when the SLO window holds no events", ["slo"], registry=r)
+        self.incidents_open = Gauge("primewatch_incidents_open",
+                                    "Open incidents by severity and status",
+                                    ["severity", "status"], registry=r)
+        self.notifications = Counter("primewatch_notifications_total",
+                                     "Notification attempts by channel and outcome "
+                                     "(delivered, retry, failed)", ["channel", "outcome"],
+                                     registry=r)
+        self.notifications_pending = Gauge("primewatch_notifications_pending",
+                                           "Notifications queued and not yet delivered",
+                                           registry=r)
 
     def observe_probe(self, result: ProbeResult) -> None:
         target = result.target

@@ -61,7 +61,8 @@ class Runtime:
         notifiers = build_notifiers(settings)
         self.incidents = IncidentManager(engine, settings, channels=notifiers.keys(),
                                          on_resolved=self._postmortem)
-        self.outbox = Outbox(engine, notifiers, clock)
+        self.outbox = Outbox(engine, notifiers, clock, on_attempt=lambda channel, outcome:
+                             metrics.notifications.labels(channel, outcome).inc())
         self._outbox_task: asyncio.Task[None] | None = None
         self._slos_by_name = {slo.name: slo for slo in settings.slos}
         self.last_evaluation_error: str | None = None
@@ -137,6 +138,7 @@ class Runtime:
                        f"{t.description or t.name}: {t.value}")
             for t in triggers if t.transition is not None])
         self.incidents.tick(active_alerts(statuses, self._slos_by_name, down, triggers), now)
+        self._publish_incidents()
         if now - self._last_prune >= PRUNE_EVERY:
             self._last_prune = now
             report = prune(service.engine, self.settings.storage.retention, now)
@@ -144,6 +146,14 @@ class Runtime:
                 log.info("retention: pruned %d results, %d minute and %d hour rollup rows",
                          report.raw, report.minute, report.hour)
         return statuses
+
+    def _publish_incidents(self) -> None:
+        counts = self.incidents.open_counts()
+        for severity in ("page", "ticket"):
+            for status in ("triggered", "acknowledged"):
+                self.metrics.incidents_open.labels(severity, status).set(
+                    counts.get((severity, status), 0))
+        self.metrics.notifications_pending.set(self.outbox.pending())
 
     def _postmortem(self, incident_id: int, now: float) -> None:
         """Write the post-mortem draft of a resolved incident (alerts/facts.py)."""

@@ -111,6 +111,9 @@ class IncidentFacts:
     dashboard_url: str | None
     incident_url: str | None
     service_name: str
+    impact_ended_at: float | None = None
+    """When the last failing minute ended; None: unknown, impact runs to resolution.
+    (Slow burn-rate tiers keep an incident open hours after service recovered.)"""
 
     def __post_init__(self) -> None:
         # A frozen dataclass still holds the caller's dict; copy it so it stays a fact.
@@ -127,6 +130,8 @@ class DerivedFacts:
     impact_started_at: float
     """When impact began: `impact_started_at`, or the incident opening when unknown."""
     impact_duration: float | None
+    impact_ended_at: float | None
+    """When impact ended: `impact_ended_at`, else the resolution (None while open)."""
     bad_during: int | None
     timeline: tuple[TimelineEntry, ...]
     """The facts' timeline ordered by time (stable for equal times)."""
@@ -138,6 +143,7 @@ def derived(facts: IncidentFacts) -> DerivedFacts:
     detect = facts.detected_after
     if detect is None and facts.impact_started_at is not None:
         detect = facts.opened_at - facts.impact_started_at
+    ended = facts.impact_ended_at if facts.impact_ended_at is not None else facts.resolved_at
     bad = None
     if facts.good_during is not None and facts.total_during is not None:
         bad = facts.total_during - facts.good_during
@@ -146,7 +152,8 @@ def derived(facts: IncidentFacts) -> DerivedFacts:
         time_to_acknowledge=_elapsed(facts.opened_at, facts.acknowledged_at),
         time_to_resolve=_elapsed(facts.opened_at, facts.resolved_at),
         impact_started_at=start,
-        impact_duration=_elapsed(start, facts.resolved_at),
+        impact_duration=_elapsed(start, ended),
+        impact_ended_at=ended,
         bad_during=bad,
         timeline=tuple(sorted(facts.timeline, key=lambda entry: entry.at)),
     )
@@ -243,7 +250,7 @@ def summary_sentence(facts: IncidentFacts, facts_derived: DerivedFacts, zone: Zo
     if facts_derived.impact_duration is not None:
         lasted = (f" for {format_duration(facts_derived.impact_duration)}, from "
                   f"{format_timestamp(facts_derived.impact_started_at, zone)} to "
-                  f"{format_timestamp(facts.resolved_at, zone)}")
+                  f"{format_timestamp(facts_derived.impact_ended_at, zone)}")
     sentences = [f"Incident #{facts.id} ({facts.severity}){affected}{on_target}{lasted}."]
     budget = []
     if facts.budget_consumed is not None:

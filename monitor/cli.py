@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from monitor import __version__, cli_report, cli_slo
+from monitor import __version__, cli_postmortem, cli_report, cli_slo
 from monitor.config_loader import LoadedConfig, load_config
 from monitor.errors import ConfigError
 
@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_slo.add_parsers(commands)
     cli_report.add_parsers(commands)
+    cli_postmortem.add_parsers(commands)
 
     demo = commands.add_parser("demo-target", help="serve the bundled PrimeTrade-like demo API")
     demo.add_argument("--host", default="127.0.0.1")
@@ -80,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.config}: {len(exc.problems)} error(s)", file=sys.stderr)
         return EXIT_USAGE
     handlers = {"run": _run, "check": _check, "probe": _probe, "db": _db, "slo": _slo,
-                "report": cli_report.run}
+                "report": cli_report.run, "postmortem": cli_postmortem.run}
     return handlers[args.command](loaded, args)
 
 

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
-from monitor import __version__, api_maintenance
+from monitor import __version__, api_incidents, api_maintenance
 from monitor.api import install_error_handlers, router
 from monitor.clock import Clock, SystemClock
 from monitor.config import Settings
@@ -38,4 +38,5 @@ def create_app(settings: Settings, engine: Engine, *, clock: Clock | None = None
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(api_maintenance.router)
+    app.include_router(api_incidents.router)
     return app

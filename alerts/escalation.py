@@ -10,6 +10,7 @@ unique, so re-running a step cannot queue a message twice.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -17,7 +18,7 @@ from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from alerts.routing import route
-from alerts.rules import ActiveAlert
+from alerts.rules import ActiveAlert, grouped
 from alerts.silences import Matcher, Silence, create_silence, list_silences, silenced_by
 from alerts.store import Incident, add_event, get_incident, open_incidents
 from monitor.config import EscalationPolicy, Settings
@@ -59,13 +60,15 @@ class IncidentManager:
         silences = list_silences(self._engine, now)
         with self._engine.connect() as connection:
             current = {i.key: i for i in open_incidents(connection)}
-        firing = {a.key: a for a in alerts}
+        loud = [a for a in alerts if silenced_by(silences, a.labels, now) is None]
+        firing = {a.key: a for a in grouped(alerts)}
+        opening = {a.key for a in grouped(loud)}
         for key, alert in firing.items():
             try:
                 if key in current:
                     self._update(current[key], alert, now)
-                elif silenced_by(silences, alert.labels, now) is None:
-                    self._open(alert, now)
+                elif key in opening:
+                    self._open(next(a for a in grouped(loud) if a.key == key), now)
             except Exception:  # boundary: one incident's failure must not stop the rest
                 log.exception("incident for %s could not be updated", key)
         for key, incident in current.items():
@@ -136,17 +139,30 @@ class IncidentManager:
             changes["budget_remaining"] = alert.budget_remaining
         if alert.summary[:2000] != incident.summary:
             changes["summary"] = alert.summary[:2000]
-            events.append(("updated", alert.summary))
+            if _shape(alert.summary) != _shape(incident.summary):  # not just new numbers
+                events.append(("updated", alert.summary))
         if incident.cleared_at is not None:
             changes["cleared_at"] = None
             events.append(("firing", "The rule fires again"))
-        upgrade = SEVERITY_RANK[alert.severity] > SEVERITY_RANK.get(incident.severity, 0)
+        # `severity` is the incident's peak; the label is what fires now.
+        current = incident.labels.get("severity", incident.severity)
+        upgrade = SEVERITY_RANK[alert.severity] > SEVERITY_RANK.get(current, 0)
         if upgrade:
-            changes.update(severity=alert.severity, labels=dict(alert.labels))
+            changes.update(labels=dict(alert.labels))
+            if SEVERITY_RANK[alert.severity] > SEVERITY_RANK.get(incident.severity, 0):
+                changes.update(severity=alert.severity)
             events.append(("severity", f"Severity raised to {alert.severity}"))
             if incident.status == "triggered":
                 # A ticket was notified once; a page starts escalation from the top.
                 changes.update(self._restart(incident, alert.labels, alert.severity, now))
+        elif SEVERITY_RANK[alert.severity] < SEVERITY_RANK.get(current, 0):
+            # The page tiers cleared, a slower (ticket) tier still fires: stop paging
+            # people, keep the incident open until that clears too (Sloth would resolve
+            # the page alert and open a ticket alert here).
+            changes.update(labels=dict(alert.labels), next_escalation_at=None,
+                           ack_deadline=None)
+            events.append(("severity", f"Page condition cleared; still firing at "
+                                       f"{alert.severity} severity, escalation stopped"))
         if not changes:
             return
         changes["updated_at"] = now
@@ -370,6 +386,12 @@ class IncidentManager:
             return {"dashboard_url": None, "incident_url": None}
         return {"dashboard_url": f"{self._base_url}/",
                 "incident_url": f"{self._base_url}/api/v1/incidents/{incident_id}"}
+
+
+def _shape(summary: str) -> str:
+    """A summary without its numbers: "burn 16.9 over 1h" and "burn 25.2 over 1h" are
+    the same news, "burn ... over 6h" is not."""
+    return re.sub(r"\d+(\.\d+)?", "#", summary)
 
 
 def advance(policy: EscalationPolicy, index: int, repeat: int, cycle_start: float

@@ -87,3 +87,35 @@ def active_alerts(statuses: Sequence[SloStatus], slos: Mapping[str, SloConfig],
                 labels=labels_for("trigger", "ticket", name=trigger.name),
                 since=trigger.since))
     return out
+
+
+def grouped(alerts: Sequence[ActiveAlert]) -> list[ActiveAlert]:
+    """One alert per target: a target that is down also burns its SLOs' budgets, and
+    on-call wants one page for one outage (Alertmanager's `group_by: [target]`).
+    Alerts without a target (decision triggers) stay on their own."""
+    by_group: dict[str, list[ActiveAlert]] = {}
+    for alert in alerts:
+        by_group.setdefault(f"target:{alert.target}" if alert.target else alert.key,
+                            []).append(alert)
+    return [_merge(key, members) for key, members in by_group.items()]
+
+
+def _merge(key: str, members: list[ActiveAlert]) -> ActiveAlert:
+    if len(members) == 1 and members[0].key == key:
+        return members[0]
+    ordered = sorted(members, key=lambda a: (a.severity != "page", a.kind != "down", a.key))
+    lead = ordered[0]
+    burns = [a.burn_rate for a in members if a.burn_rate is not None]
+    budgets = [a.budget_remaining for a in members if a.budget_remaining is not None]
+    starts = [a.since for a in members if a.since is not None]
+    slos = sorted({a.slo for a in members if a.slo})
+    labels = dict(lead.labels)
+    if len(slos) > 1:
+        labels.pop("slo", None)
+    return ActiveAlert(
+        key=key, kind=lead.kind, severity=lead.severity, title=lead.title,
+        summary="; ".join(a.summary for a in ordered)[:2000],
+        slo=slos[0] if len(slos) == 1 else None, target=lead.target, labels=labels,
+        burn_rate=max(burns) if burns else None,
+        budget_remaining=min(budgets) if budgets else None,
+        since=min(starts) if starts else None)

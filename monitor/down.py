@@ -59,8 +59,8 @@ class DownDetector:
                 del self._since[target.name]
                 transition = "resolved"
             last_error = outcomes[0][2] if outcomes and not outcomes[0][1] else None
-            reason = (f"{target.down_after} consecutive failures; last: {last_error}"
-                      if failing else "")
+            reason = (f"{target.down_after} consecutive failures"
+                      + (f"; last: {last_error}" if last_error else "") if failing else "")
             state = DownState(target.name, failing, self._since.get(target.name),
                               sum(1 for _, ok, _ in outcomes if not ok), transition, reason)
             self.last[target.name] = state

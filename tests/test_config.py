@@ -311,6 +311,7 @@ def test_literal_secret_loads_with_a_warning_naming_its_key_path() -> None:
             - name: chat
               type: slack
               token: ${PW_TEST_SLACK_TOKEN}
+              channel: "#oncall"
         """, {"PW_TEST_SLACK_TOKEN": "xoxb-from-env"})
     assert [(w.line, w.path) for w in loaded.warnings] == [
         (4, "server.tokens[1].token"),

@@ -242,3 +242,37 @@ def test_a_slack_429_storm_and_500s_delay_messages_but_lose_and_double_none(
         rows = connection.execute(select(NotificationRow.status, func.count())
                                   .group_by(NotificationRow.status)).all()
     assert dict(rows) == {"delivered": 5}  # page, step 2 Slack + webhook, 2 resolves
+
+
+def test_a_down_target_and_its_burning_slo_page_once(
+        engine: Engine, slack: FakeSlack, hook: FakeWebhook, harness: Any) -> None:
+    clock = FakeClock()
+    h = harness(settings_for(slack, hook), clock)
+    down = ActiveAlert(key="target:api", kind="down", severity="page",
+                       title="Target api is down", summary="3 consecutive failures",
+                       target="api", labels={"alertname": "down", "severity": "page",
+                                             "target": "api"})
+    trigger = ActiveAlert(key="trigger:db-size", kind="trigger", severity="ticket",
+                          title="Scaling trigger fired: database approaching 10 GB",
+                          summary="db-size: measured 9.6e9", labels={"trigger": "db-size"})
+    h.run([down, outage(), trigger], minutes=1)
+    items, total = list_incidents(engine)
+    assert total == 2  # the outage (down + SLO burn) and the unrelated trigger
+    outage_incident = next(i for i in items if i.key == "target:api")
+    assert outage_incident.title == "Target api is down"
+    assert "burn rate" in outage_incident.summary
+    assert len([m for m in slack.messages.values() if "thread_ts" not in m]) == 2
+
+
+def test_a_page_that_drops_to_ticket_stops_escalating_but_stays_open(
+        engine: Engine, slack: FakeSlack, hook: FakeWebhook, harness: Any) -> None:
+    clock = FakeClock()
+    h = harness(settings_for(slack, hook), clock)
+    h.run([outage("page")], minutes=5)
+    h.run([outage("ticket")], minutes=60)  # the page tiers cleared, a slow tier fires
+    incident = only_incident(engine)
+    assert incident.status == "triggered" and incident.severity == "page"  # its peak
+    assert incident.next_escalation_at is None
+    assert hook.deliveries == []  # step 2 (15 min) never ran
+    h.run([], minutes=1)
+    assert only_incident(engine).status == "resolved"

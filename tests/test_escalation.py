@@ -276,3 +276,27 @@ def test_a_page_that_drops_to_ticket_stops_escalating_but_stays_open(
     assert hook.deliveries == []  # step 2 (15 min) never ran
     h.run([], minutes=1)
     assert only_incident(engine).status == "resolved"
+
+
+def test_incidents_are_routed_by_slo_labels_and_severity(
+        engine: Engine, slack: FakeSlack, hook: FakeWebhook, harness: Any) -> None:
+    clock = FakeClock()
+    settings = settings_for(slack, hook)
+    settings.alerting.policies.insert(0, settings.alerting.policies[0].model_copy(update={
+        "name": "payments", "match": {"team": "payments"}, "severities": ["page"],
+        "steps": [settings.alerting.policies[0].steps[1].model_copy(
+            update={"after": 0.0, "notify": ["escalation-hook"]})]}))
+    h = harness(settings, clock)
+    labelled = ActiveAlert(key="slo:checkout", kind="burn_rate", severity="page",
+                           title="SLO checkout is burning", summary="burn", slo="checkout",
+                           target="checkout-api", labels={"team": "payments",
+                                                          "severity": "page"})
+    ticket = ActiveAlert(key="slo:refunds", kind="burn_rate", severity="ticket",
+                         title="SLO refunds is burning", summary="slow burn", slo="refunds",
+                         target="refunds-api", labels={"team": "payments",
+                                                       "severity": "ticket"})
+    h.run([outage(), labelled, ticket], minutes=1)
+    policies = {i.key: i.policy for i in list_incidents(engine)[0]}
+    assert policies == {"target:api": "default", "target:checkout-api": "payments",
+                        "target:refunds-api": "default"}  # tickets: payments pages only
+    assert len(hook.deliveries) == 1  # the payments page went to its webhook at once

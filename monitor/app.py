@@ -8,6 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
+from dashboards import routes as dashboard_routes
+from dashboards.security import security_headers
 from monitor import __version__, api_incidents, api_maintenance
 from monitor.api import install_error_handlers, router
 from monitor.clock import Clock, SystemClock
@@ -39,4 +41,8 @@ def create_app(settings: Settings, engine: Engine, *, clock: Clock | None = None
     app.include_router(router)
     app.include_router(api_maintenance.router)
     app.include_router(api_incidents.router)
+    app.middleware("http")(security_headers)
+    app.include_router(dashboard_routes.pages)
+    app.include_router(dashboard_routes.public)
+    app.mount("/static", dashboard_routes.static_files(), name="static")
     return app

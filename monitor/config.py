@@ -204,6 +204,48 @@ class AlertingSection(StrictModel):
     """Time zone of times in post-mortems and messages."""
 
 
+class StatusComponent(StrictModel):
+    """One line of the public status page: a public name over SLOs and/or targets."""
+
+    name: str = Field(min_length=1, max_length=100)
+    slos: list[Name] = Field(default_factory=list)
+    targets: list[Name] = Field(default_factory=list)
+
+
+class StatusPage(StrictModel):
+    """`/status` and `/badges/*`: public even when the dashboard needs a login, and
+    showing only the components listed here under their public names."""
+
+    enabled: bool = True
+    title: str = "Service status"
+    components: list[StatusComponent] = Field(default_factory=list)
+
+
+class BasicUser(StrictModel):
+    username: str = Field(min_length=1)
+    password: SecretStr
+
+
+class DashboardSection(StrictModel):
+    """Who may read the dashboard pages. Writes (ack, resolve, silence) always need a
+    write token (server.tokens)."""
+
+    auth: Literal["none", "basic", "token"] = "none"
+    """none: public; basic: HTTP basic with `users`; token: any server.tokens bearer
+    token (or `?token=` once, kept in a cookie)."""
+    users: list[BasicUser] = Field(default_factory=list)
+    refresh: Duration = Field(default=30.0, ge=5.0)
+    """Seconds between automatic refreshes of the pages."""
+    status_page: StatusPage = Field(default_factory=StatusPage)
+
+    @model_validator(mode="after")
+    def _basic_needs_users(self) -> DashboardSection:
+        if self.auth == "basic" and not any(u.password.get_secret_value()
+                                            for u in self.users):
+            raise ValueError("auth: basic needs at least one user with a password")
+        return self
+
+
 class Settings(StrictModel):
     """The whole validated config."""
 
@@ -217,6 +259,7 @@ class Settings(StrictModel):
     maintenance: list[Maintenance] = Field(default_factory=list)
     phases: list[Phase] = Field(default_factory=list)
     triggers: list[TriggerRule] = Field(default_factory=list)
+    dashboard: DashboardSection = Field(default_factory=DashboardSection)
 
     def target(self, name: str) -> TargetConfig | None:
         return next((t for t in self.targets if t.name == name), None)

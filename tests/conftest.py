@@ -79,3 +79,7 @@ def make_settings(**overrides: Any) -> Settings:
     }
     data.update(overrides)
     return Settings.model_validate(data)
+
+
+# The dashboard tests' fixtures (a populated site on loopback, a real Chromium).
+from tests.dashboard_support import browser, site  # noqa: E402, F401

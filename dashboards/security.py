@@ -1,0 +1,87 @@
+"""Security headers on every response, and who may read the dashboard pages.
+
+Why a strict CSP: the pages render names and messages from probed targets (hostile
+input); with `script-src 'self'` and no inline scripts or styles, an injected tag
+cannot run. Charts use SVG presentation attributes, never `style=`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Awaitable, Callable
+
+from fastapi import HTTPException, Request, Response
+
+from monitor.auth import match_token
+from monitor.config import Settings
+
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+TOKEN_COOKIE = "primewatch_token"
+
+
+async def security_headers(request: Request,
+                           call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """HTTP middleware: the headers above on every response (API and pages alike)."""
+    response = await call_next(request)
+    for name, value in HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+def require_reader(request: Request) -> None:
+    """FastAPI dependency for dashboard pages: enforce `dashboard.auth`."""
+    settings: Settings = request.app.state.runtime.settings
+    mode = settings.dashboard.auth
+    if mode == "none":
+        return
+    if mode == "basic":
+        if not _basic_ok(settings, request.headers.get("authorization", "")):
+            raise HTTPException(401, "log in to see the dashboard",
+                                headers={"WWW-Authenticate": 'Basic realm="primewatch"'})
+        return
+    presented = _presented_token(request)
+    if not presented or match_token(settings.server.tokens, presented) is None:
+        raise HTTPException(401, "this dashboard needs a token: open it once with "
+                                 "?token=<token> or send Authorization: Bearer <token>",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+def _basic_ok(settings: Settings, header: str) -> bool:
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        username, _, password = base64.b64decode(encoded.strip()).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    found = False
+    for user in settings.dashboard.users:  # every user compared: timing tells nothing
+        same_name = hmac.compare_digest(user.username.encode(), username.encode())
+        same_password = hmac.compare_digest(user.password.get_secret_value().encode(),
+                                            password.encode())
+        found |= same_name and same_password
+    return found
+
+
+def _presented_token(request: Request) -> str:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return request.query_params.get("token") or request.cookies.get(TOKEN_COOKIE, "")
+
+
+def remember_token(request: Request, response: Response) -> None:
+    """After `?token=` worked, keep it in an HttpOnly cookie so links need no token."""
+    token = request.query_params.get("token")
+    if token:
+        response.set_cookie(TOKEN_COOKIE, token, httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
 from sqlalchemy import Engine
 
 from dashboards import routes as dashboard_routes
@@ -16,6 +17,16 @@ from monitor.clock import Clock, SystemClock
 from monitor.config import Settings
 from monitor.metrics import Metrics
 from monitor.runtime import Runtime
+
+
+async def server_timing(request: Request,
+                        call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    """`Server-Timing: app;dur=<ms>` on every response: what the server spent, as
+    browsers' dev tools and benchmarks/dashboard.py read it."""
+    started = time.perf_counter()
+    response = await call_next(request)
+    response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
+    return response
 
 
 def create_app(settings: Settings, engine: Engine, *, clock: Clock | None = None,
@@ -42,6 +53,7 @@ def create_app(settings: Settings, engine: Engine, *, clock: Clock | None = None
     app.include_router(api_maintenance.router)
     app.include_router(api_incidents.router)
     app.middleware("http")(security_headers)
+    app.middleware("http")(server_timing)
     app.include_router(dashboard_routes.pages)
     app.include_router(dashboard_routes.public)
     app.mount("/static", dashboard_routes.static_files(), name="static")

@@ -1,6 +1,7 @@
 """The strategy document as configuration: scaling phases and decision triggers.
 
-A phase is met when every one of its SLOs is `ok`; it is `unknown` while any has no data.
+A phase is met when every one of its SLOs is `ok`; not met as soon as one breaches; else
+`unknown` while any has no data.
 A trigger is a statistic of one measurement over a window (from raw results) compared
 with a threshold, e.g. "p95 latency of api-tasks above 500 ms over 1h".
 """
@@ -49,10 +50,13 @@ def phase_statuses(phases: Sequence[Phase], statuses: dict[str, SloStatus]
     for phase in phases:
         states = tuple((name, statuses[name].state if name in statuses else "no_data")
                        for name in phase.slos)
-        if any(state == "no_data" for _, state in states):
-            verdict: PhaseState = "unknown"
+        verdict: PhaseState
+        if any(state == "breaching" for _, state in states):
+            verdict = "not_met"  # one miss decides it, whatever the others show
+        elif any(state == "no_data" for _, state in states):
+            verdict = "unknown"
         else:
-            verdict = "met" if all(state == "ok" for _, state in states) else "not_met"
+            verdict = "met"
         out.append(PhaseStatus(phase.name, phase.title or phase.name, verdict, states))
     return out
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, help="listen port (default: server.port)")
     run.add_argument("--no-migrate", action="store_true",
                      help="do not upgrade the database schema at start")
+    run.add_argument("--insecure", action="store_true",
+                     help="allow a non-loopback address while dashboard.auth is none "
+                          "(only behind a proxy that authenticates)")
 
     commands.add_parser("check", help="validate the config; exit 2 listing every error")
 
@@ -161,19 +165,47 @@ def _slo(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     return cli_slo.run(loaded, args)
 
 
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 and `localhost`: addresses only this machine can reach."""
+    name = host.strip().removeprefix("[").removesuffix("]").rstrip(".").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # another host name: it may resolve to any interface
+
+
+def bind_refusal(host: str, auth: str, *, insecure: bool) -> str | None:
+    """Why `run` must not listen on `host`, or None. An open dashboard on a reachable
+    address shows every target URL and incident to whoever finds the port."""
+    if is_loopback(host) or auth != "none" or insecure:
+        return None
+    return (f"refusing to listen on {host!r}: it is not a loopback address and "
+            "dashboard.auth is 'none', so anyone who can reach it could read the "
+            "dashboard. Set dashboard.auth to 'basic' or 'token', listen on 127.0.0.1, "
+            "or pass --insecure if a proxy in front authenticates.")
+
+
 def _run(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     import uvicorn
 
     from monitor.app import create_app
     from monitor.storage.engine import make_engine, upgrade
-    _report_config_notes(loaded)
     settings = loaded.settings
+    host = args.host or settings.server.host
+    port = args.port if args.port is not None else settings.server.port
+    refusal = bind_refusal(host, settings.dashboard.auth, insecure=args.insecure)
+    if refusal:  # before touching the database: a refused start changes nothing
+        print(f"error: {refusal}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.insecure and not is_loopback(host) and settings.dashboard.auth == "none":
+        log.warning("serving the dashboard without authentication on %s (--insecure)", host)
+    _report_config_notes(loaded)
     engine = make_engine(settings.storage.url)
     if not args.no_migrate:
         upgrade(engine)
     app = create_app(settings, engine)
-    host = args.host or settings.server.host
-    port = args.port if args.port is not None else settings.server.port
     log.info("primewatch %s: %s, serving on http://%s:%d", __version__, loaded.summary(),
              host, port)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning",

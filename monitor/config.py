@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from monitor.config_slo import Maintenance, Phase, SloConfig, TriggerRule
+from monitor.config_slo import Maintenance, Phase, SloConfig, TriggerRule, _check_timezone
 from monitor.units import Duration
 from probes import REGISTRY
 from probes.base import StrictModel, TargetConfig
@@ -203,6 +203,9 @@ class AlertingSection(StrictModel):
     timezone: str = "UTC"
     """Time zone of times in post-mortems and messages."""
 
+    # checked at load, not when the first post-mortem is rendered mid-incident
+    _timezone_known = field_validator("timezone")(_check_timezone)
+
 
 class StatusComponent(StrictModel):
     """One line of the public status page: a public name over SLOs and/or targets."""
@@ -210,6 +213,13 @@ class StatusComponent(StrictModel):
     name: str = Field(min_length=1, max_length=100)
     slos: list[Name] = Field(default_factory=list)
     targets: list[Name] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _measures_something(self) -> StatusComponent:
+        if not self.slos and not self.targets:
+            raise ValueError("a status component needs `slos` or `targets`: without them "
+                             "its state would never be known")
+        return self
 
 
 class StatusPage(StrictModel):
@@ -234,9 +244,18 @@ class DashboardSection(StrictModel):
     """none: public; basic: HTTP basic with `users`; token: any server.tokens bearer
     token (or `?token=` once, kept in a cookie)."""
     users: list[BasicUser] = Field(default_factory=list)
-    refresh: Duration = Field(default=30.0, ge=5.0)
+    refresh: Duration = 30.0
     """Seconds between automatic refreshes of the pages."""
     status_page: StatusPage = Field(default_factory=StatusPage)
+
+    @field_validator("refresh")
+    @classmethod
+    def _refresh_in_range(cls, value: float) -> float:
+        # below 5 s the pages reload faster than the data changes; past ~24.8 days the
+        # browser's setTimeout overflows and reloads at once, in a loop
+        if not 5.0 <= value <= 86400.0:
+            raise ValueError("`refresh` must be between 5s and 1d (e.g. 30s)")
+        return value
 
     @model_validator(mode="after")
     def _basic_needs_users(self) -> DashboardSection:
@@ -305,6 +324,11 @@ def cross_reference_problems(data: Any) -> list[tuple[tuple[Any, ...], str]]:
     unique(("triggers",), root.get("triggers"), "trigger")
     channel_names = unique(("alerting", "channels"), alerting.get("channels"), "channel")
     unique(("alerting", "policies"), alerting.get("policies"), "policy")
+    dashboard = root.get("dashboard")
+    status_page = dashboard.get("status_page") if isinstance(dashboard, dict) else None
+    components = status_page.get("components") if isinstance(status_page, dict) else None
+    components_path = ("dashboard", "status_page", "components")
+    unique(components_path, components, "status component")
     for index, slo in items(root.get("slos")):
         target = slo.get("target")
         if isinstance(target, str) and target not in target_names:
@@ -339,6 +363,15 @@ def cross_reference_problems(data: Any) -> list[tuple[tuple[Any, ...], str]]:
                     problems.append((("maintenance", m_index, key, n_index),
                                      f"maintenance window {window.get('name')!r} names "
                                      f"{key[:-1]} {name!r}, which is not defined"))
+    for c_index, component in items(components):
+        for key, defined in (("slos", slo_names), ("targets", target_names)):
+            listed = component.get(key)
+            for n_index, name in enumerate(listed if isinstance(listed, list) else []):
+                if isinstance(name, str) and name not in defined:
+                    what = "SLO" if key == "slos" else "target"
+                    problems.append(((*components_path, c_index, key, n_index),
+                                     f"status component {component.get('name')!r} lists "
+                                     f"{what} {name!r}, which is not defined"))
     for p_index, policy in items(alerting.get("policies")):
         for s_index, step in items(policy.get("steps")):
             notify = step.get("notify")

@@ -13,6 +13,7 @@ import hmac
 from collections.abc import Awaitable, Callable
 
 from fastapi import HTTPException, Request, Response
+from fastapi.responses import JSONResponse
 
 from monitor.auth import match_token
 from monitor.config import Settings
@@ -44,7 +45,11 @@ def require_reader(request: Request) -> None:
     if mode == "none":
         return
     if mode == "basic":
-        if not _basic_ok(settings, request.headers.get("authorization", "")):
+        header = request.headers.get("authorization", "")
+        if header.lower().startswith("bearer ") and match_token(
+                settings.server.tokens, header[7:].strip()) is not None:
+            return  # API clients with a configured token read without a password
+        if not _basic_ok(settings, header):
             raise HTTPException(401, "log in to see the dashboard",
                                 headers={"WWW-Authenticate": 'Basic realm="primewatch"'})
         return
@@ -53,6 +58,21 @@ def require_reader(request: Request) -> None:
         raise HTTPException(401, "this dashboard needs a token: open it once with "
                                  "?token=<token> or send Authorization: Bearer <token>",
                             headers={"WWW-Authenticate": "Bearer"})
+
+
+async def api_reads_need_reader(request: Request,
+                                call_next: Callable[[Request], Awaitable[Response]]
+                                ) -> Response:
+    """HTTP middleware: the JSON API's reads are as private as the pages (its writes
+    check their write token themselves). /healthz, /readyz and /metrics stay open for
+    orchestrators and Prometheus."""
+    if request.url.path.startswith("/api/v1/") and request.method in ("GET", "HEAD"):
+        try:
+            require_reader(request)
+        except HTTPException as exc:
+            return JSONResponse({"error": {"status": exc.status_code, "message": exc.detail}},
+                                status_code=exc.status_code, headers=exc.headers)
+    return await call_next(request)
 
 
 def _basic_ok(settings: Settings, header: str) -> bool:

@@ -3,11 +3,17 @@ headers, auth."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+from prometheus_client import CollectorRegistry
 
-from tests.dashboard_support import Site, open_page
+from monitor.app import create_app
+from monitor.metrics import Metrics
+from monitor.storage.engine import make_engine, upgrade
+from tests.dashboard_support import Site, open_page, site_settings
+from tests.servers import serve_asgi
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -61,3 +67,29 @@ def test_security_headers_on_pages(site: Site) -> None:
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["x-frame-options"] == "DENY"
     assert response.headers["referrer-policy"] == "same-origin"
+
+
+def test_token_auth_guards_pages_and_api_reads_but_not_health_or_metrics(
+        tmp_path: Path) -> None:
+    settings = site_settings(dashboard={"auth": "token"})
+    engine = make_engine(f"sqlite:///{tmp_path / 'pw.db'}")
+    upgrade(engine)
+    app = create_app(settings, engine, metrics=Metrics(CollectorRegistry()),
+                     run_background=False)
+    try:
+        with serve_asgi(app) as url, httpx.Client(base_url=url) as client:
+            assert client.get("/").status_code == 401
+            assert client.get("/api/v1/slos").status_code == 401
+            assert client.get("/api/v1/slos", headers={
+                "Authorization": "Bearer wrong"}).status_code == 401
+            assert client.get("/api/v1/slos", headers={
+                "Authorization": "Bearer read-token"}).status_code == 200
+            assert client.get("/healthz").status_code == 200
+            assert client.get("/metrics").status_code == 200
+            first = client.get("/?token=read-token")  # once; then the cookie carries it
+            assert first.status_code == 200
+            assert "httponly" in first.headers["set-cookie"].lower()
+            assert client.get("/incidents").status_code == 200
+    finally:
+        app.state.runtime.outbox.close()
+        engine.dispose()

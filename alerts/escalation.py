@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
@@ -27,6 +28,9 @@ from monitor.storage.models import IncidentRow, NotificationRow
 
 log = logging.getLogger(__name__)
 SEVERITY_RANK = {"ticket": 0, "page": 1}
+EXTERNAL_PREFIX = "external:"
+"""Keys of incidents whose rule lives elsewhere (Alertmanager): they open, update and
+resolve only through `receive_external`, never by the evaluation tick."""
 
 
 class IncidentError(PrimewatchError):
@@ -72,9 +76,40 @@ class IncidentManager:
             except Exception:  # boundary: one incident's failure must not stop the rest
                 log.exception("incident for %s could not be updated", key)
         for key, incident in current.items():
-            if key not in firing:
+            if key not in firing and not key.startswith(EXTERNAL_PREFIX):
                 self._cleared(incident, now)
         self.escalate_due(now, silences)
+
+    def receive_external(self, firing: Sequence[ActiveAlert], resolved: Sequence[str],
+                         now: float) -> list[int]:
+        """Alerts from another rule engine (Alertmanager's webhook): firing ones open or
+        update their incident (keys get EXTERNAL_PREFIX), resolved keys resolve theirs.
+        Returns the ids of the incidents touched."""
+        silences = list_silences(self._engine, now)
+        touched: list[int] = []
+        with self._engine.connect() as connection:
+            current = {i.key: i for i in open_incidents(connection)}
+        for alert in firing:
+            key = alert.key if alert.key.startswith(EXTERNAL_PREFIX) \
+                else EXTERNAL_PREFIX + alert.key
+            alert = replace(alert, key=key)
+            if key in current:
+                self._update(current[key], alert, now)
+                touched.append(current[key].id)
+            elif silenced_by(silences, alert.labels, now) is None:
+                self._open(alert, now)
+                with self._engine.connect() as connection:
+                    opened = {i.key: i for i in open_incidents(connection)}.get(key)
+                if opened is not None:
+                    touched.append(opened.id)
+        for raw in resolved:
+            key = raw if raw.startswith(EXTERNAL_PREFIX) else EXTERNAL_PREFIX + raw
+            incident = current.get(key)
+            if incident is not None and not incident.manual_resolve:
+                self.resolve(incident.id, "alertmanager", now,
+                             reason="Alertmanager reported the alert resolved")
+                touched.append(incident.id)
+        return touched
 
     def escalate_due(self, now: float, silences: Sequence[Silence] | None = None) -> None:
         if silences is None:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from monitor import __version__, cli_postmortem, cli_report, cli_slo
+from monitor import __version__, cli_export, cli_postmortem, cli_report, cli_slo
 from monitor.config_loader import LoadedConfig, load_config
 from monitor.errors import ConfigError
 
@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_slo.add_parsers(commands)
     cli_report.add_parsers(commands)
     cli_postmortem.add_parsers(commands)
+    cli_export.add_parsers(commands)
 
     demo = commands.add_parser("demo-target", help="serve the bundled PrimeTrade-like demo API")
     demo.add_argument("--host", default="127.0.0.1")
@@ -77,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "demo-target":
         from monitor import demo_target
         return demo_target.main(["--host", args.host, "--port", str(args.port)])
+    if args.command == "import":
+        return cli_export.run_import(args)
     try:
         loaded = load_config(args.config, os.environ)
     except ConfigError as exc:
@@ -85,7 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{args.config}: {len(exc.problems)} error(s)", file=sys.stderr)
         return EXIT_USAGE
     handlers = {"run": _run, "check": _check, "probe": _probe, "db": _db, "slo": _slo,
-                "report": cli_report.run, "postmortem": cli_postmortem.run}
+                "report": cli_report.run, "postmortem": cli_postmortem.run,
+                "export": cli_export.run_export}
     return handlers[args.command](loaded, args)
 
 

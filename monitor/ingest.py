@@ -34,10 +34,12 @@ class ResultWriter:
 
     def __init__(self, engine: Engine, slos: Sequence[SloConfig],
                  calendar: MaintenanceCalendar | None = None,
-                 on_written: Callable[[float], None] | None = None) -> None:
+                 on_written: Callable[[float], None] | None = None,
+                 on_events: Callable[[str, int, int], None] | None = None) -> None:
         self._engine = engine
         self.classifier = Classifier(slos, calendar)
         self._on_written = on_written
+        self._on_events = on_events
 
     def __call__(self, results: Sequence[ProbeResult]) -> None:
         deltas = self.classifier.deltas(results)
@@ -46,3 +48,11 @@ class ResultWriter:
             # The oldest minute touched: lets the SLO engine drop cached sums that a
             # late batch (flushed after a database outage) has just changed.
             self._on_written(float(min(bucket for _, bucket in deltas)))
+        if self._on_events is not None:
+            # Stored, so countable: Prometheus' counters then agree with the rollups.
+            per_slo: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+            for (slo, _), delta in deltas.items():
+                per_slo[slo][0] += delta.good
+                per_slo[slo][1] += delta.total
+            for slo, (good, total) in per_slo.items():
+                self._on_events(slo, good, total)

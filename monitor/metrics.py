@@ -102,6 +102,11 @@ class Metrics:
                                     ["trigger"], registry=r)
         self.slo_no_data = Gauge("primewatch_slo_no_data",
                                  "1 when the SLO window holds no events", ["slo"], registry=r)
+        self.slo_events_total = Counter(
+            "primewatch_slo_ingested_events_total",
+            "SLO events stored since start, by result (good, bad); maintenance left out. "
+            "rate() of these gives any window's SLI, as Sloth-style rules expect",
+            ["slo", "result"], registry=r)
         self.incidents_open = Gauge("primewatch_incidents_open",
                                     "Open incidents by severity and status",
                                     ["severity", "status"], registry=r)
@@ -112,6 +117,11 @@ class Metrics:
         self.notifications_pending = Gauge("primewatch_notifications_pending",
                                            "Notifications queued and not yet delivered",
                                            registry=r)
+
+    def count_events(self, slo: str, good: int, total: int) -> None:
+        """Called by the writer for every stored batch."""
+        self.slo_events_total.labels(slo, "good").inc(good)
+        self.slo_events_total.labels(slo, "bad").inc(total - good)
 
     def observe_probe(self, result: ProbeResult) -> None:
         target = result.target

@@ -50,7 +50,8 @@ class Runtime:
         self._probes = [t.probe for t in targets.values()]
         storage = settings.storage
         self.sink = ResultSink(ResultWriter(engine, settings.slos, self.service.calendar,
-                                              self.service.slo_engine.forget),
+                                            self.service.slo_engine.forget,
+                                            metrics.count_events),
                                metrics,
                                batch_size=storage.batch_size,
                                flush_interval=storage.flush_interval,

@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import contextlib
 import platform
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from monitor import __version__
+from monitor.units import format_duration
 from probes.base import ProbeResult
 from slo.status import SloStatus
 
 if TYPE_CHECKING:
+    from monitor.config_slo import SloConfig
     from monitor.phases import PhaseStatus, TriggerStatus
 
 # Probe latencies span ~1 ms (loopback) to the timeout; buckets dense around typical
@@ -51,9 +53,12 @@ class Metrics:
         self.probes_total = Counter("primewatch_probes_total",
                                     "Probes run, by outcome (ok or an error class)",
                                     ["target", "outcome"], registry=r)
-        self.cert_days_left = Gauge("primewatch_probe_tls_cert_days_left",
-                                    "Days until the target's TLS certificate expires",
-                                    ["target"], registry=r)
+        # A timestamp, not "days left": base units pass `promtool check metrics`, and
+        # `(x - time()) / 86400` counts down between probes instead of going stale.
+        self.cert_expiry = Gauge("primewatch_probe_tls_cert_expiry_timestamp_seconds",
+                                 "When the target's TLS certificate expires, as seen by the "
+                                 "last probe (Unix time, about 15 min precision)",
+                                 ["target"], registry=r)
         self.cold_starts = Counter("primewatch_probe_cold_starts_total",
                                    "Probes that met a cold start (slow answer after idle)",
                                    ["target"], registry=r)
@@ -100,6 +105,11 @@ class Metrics:
         self.trigger_firing = Gauge("primewatch_trigger_firing",
                                     "1 while the decision trigger's condition holds",
                                     ["trigger"], registry=r)
+        self.slo_info = Info("primewatch_slo",
+                             "One series per configured SLO (value 1) carrying its config, "
+                             "to join on `slo` in Grafana",
+                             ["slo", "target", "sli_kind", "objective", "window", "budgeting"],
+                             registry=r)
         self.slo_no_data = Gauge("primewatch_slo_no_data",
                                  "1 when the SLO window holds no events", ["slo"], registry=r)
         self.slo_events_total = Counter(
@@ -118,12 +128,23 @@ class Metrics:
                                            "Notifications queued and not yet delivered",
                                            registry=r)
 
+    def describe_slos(self, slos: Iterable[SloConfig]) -> None:
+        """Publish `primewatch_slo_info` from config, so dashboards can show an SLO's
+        objective and window next to its gauges without reading the YAML."""
+        self.slo_info.clear()  # a second call describes the new config, not both
+        for slo in slos:
+            window = slo.window if isinstance(slo.window, str) else format_duration(slo.window)
+            self.slo_info.labels(slo.name, slo.target, slo.sli, f"{slo.objective:.12g}",
+                                 window, slo.budgeting).info({})
+
     def count_events(self, slo: str, good: int, total: int) -> None:
         """Called by the writer for every stored batch."""
         self.slo_events_total.labels(slo, "good").inc(good)
         self.slo_events_total.labels(slo, "bad").inc(total - good)
 
     def observe_probe(self, result: ProbeResult) -> None:
+        """Called by the scheduler for every result, before storage, so /metrics shows a
+        failing target even while the database is down."""
         target = result.target
         self.probe_success.labels(target).set(1 if result.ok else 0)
         self.probe_duration.labels(target).observe(result.latency)
@@ -131,11 +152,13 @@ class Metrics:
         self.probe_last_run.labels(target).set(result.started_at)
         self.probes_total.labels(target, "ok" if result.ok else result.error_class or "error").inc()
         if result.cert_days_left is not None:
-            self.cert_days_left.labels(target).set(result.cert_days_left)
+            self.cert_expiry.labels(target).set(
+                result.started_at + result.cert_days_left * 86400.0)
         if result.values.get("cold_start"):
             self.cold_starts.labels(target).inc()
 
     def observe_slo(self, status: SloStatus) -> None:
+        """Called on every evaluation tick; values without data are removed, not zeroed."""
         name = status.name
         self.slo_objective.labels(name).set(status.objective)
         self.slo_no_data.labels(name).set(1 if status.state == "no_data" else 0)
@@ -152,6 +175,7 @@ class Metrics:
 
     def observe_phases(self, phases: Sequence[PhaseStatus],
                        triggers: Sequence[TriggerStatus]) -> None:
+        """Called on every evaluation tick, after the SLOs the phases are judged on."""
         for phase in phases:
             value = None if phase.state == "unknown" else (1.0 if phase.state == "met" else 0.0)
             _set_or_remove(self.phase_met, (phase.name,), value)

@@ -42,6 +42,7 @@ class Runtime:
                  metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
+        metrics.describe_slos(settings.slos)
         self.service = MonitorService(settings, engine, clock)
         self.clients = HttpClientPool()
         context = ProbeContext(clients=self.clients, region=settings.region)

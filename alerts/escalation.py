@@ -161,7 +161,8 @@ class IncidentManager:
             if policy is None:
                 add_event(connection, new_id, now, "unrouted",
                           "No escalation policy is configured: nobody is notified")
-        log.warning("incident %d opened: %s", new_id, alert.title)
+        log.warning("incident %d opened: %s", new_id, alert.title,
+                    extra={"incident": new_id, "slo": alert.slo, "target": alert.target})
         self._run_due_steps(new_id, now)
 
     def _update(self, incident: Incident, alert: ActiveAlert, now: float) -> None:
@@ -340,7 +341,8 @@ class IncidentManager:
             add_event(connection, incident_id, now, "resolved", text, {"by": by})
             fresh = self._get(connection, incident_id)
             self._notify_known(connection, fresh, "resolve", "resolve", now, note=text)
-        log.warning("incident %d resolved by %s", incident_id, by)
+        log.warning("incident %d resolved by %s", incident_id, by,
+                    extra={"incident": incident_id})
         if self._on_resolved is not None:
             try:
                 self._on_resolved(incident_id, now)
@@ -355,7 +357,7 @@ class IncidentManager:
             incident = self._get(connection, incident_id)
         identity = [name for name in ("slo", "target", "trigger") if name in incident.labels]
         matchers = [Matcher(name, incident.labels[name]) for name in identity[:1]] or \
-            [Matcher("alertname", incident.kind)]
+            [Matcher("alertname", incident.labels.get("alertname", incident.kind))]
         silence = create_silence(self._engine, matchers, starts_at=now, ends_at=now + seconds,
                                  created_by=by, comment=comment or
                                  f"silenced from incident {incident_id}", now=now)

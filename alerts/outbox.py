@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from alerts.notification import Delivery, Notification, Notifier
 from alerts.store import add_event, thread_of
 from monitor.clock import Clock
+from monitor.observability import report_exception
 from monitor.storage.models import IncidentThreadRow, NotificationRow
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,8 @@ class Outbox:
         try:
             delivery = notifier.send(notification)
         except Exception as exc:  # boundary: a notifier bug must not stop the outbox
-            log.exception("notifier %s raised", row.channel)
+            log.exception("notifier %s raised", row.channel, extra={"incident": row.incident_id})
+            report_exception(exc)
             delivery = Delivery.retry(f"{type(exc).__name__}: {exc}"[:300])
         now = self._clock.now()
         if delivery.outcome == "retry" and now - row.created_at >= GIVE_UP_AFTER:

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from dashboards import routes as dashboard_routes
 from dashboards.security import api_reads_need_reader, security_headers
-from monitor import __version__, api_incidents, api_maintenance
+from monitor import __version__, api_alertmanager, api_incidents, api_maintenance
 from monitor.api import install_error_handlers, router
 from monitor.clock import Clock, SystemClock
 from monitor.config import Settings
@@ -52,6 +52,7 @@ def create_app(settings: Settings, engine: Engine, *, clock: Clock | None = None
     app.include_router(router)
     app.include_router(api_maintenance.router)
     app.include_router(api_incidents.router)
+    app.include_router(api_alertmanager.router)
     app.middleware("http")(api_reads_need_reader)
     app.middleware("http")(security_headers)
     app.middleware("http")(server_timing)

@@ -20,10 +20,21 @@ from rich.console import Console
 from monitor import __version__, cli_export, cli_postmortem, cli_report, cli_slo
 from monitor.config_loader import LoadedConfig, load_config
 from monitor.errors import ConfigError
+from monitor.observability import LogFormat, configure_logging, init_sentry
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 log = logging.getLogger("primewatch")
+
+
+def _log_format(value: str) -> LogFormat:
+    """argparse type for --log-format; also checks $PRIMEWATCH_LOG_FORMAT, which argparse
+    passes through here as the default but would not check against `choices`."""
+    formats: dict[str, LogFormat] = {"text": "text", "json": "json"}
+    if value in formats:
+        return formats[value]
+    raise argparse.ArgumentTypeError(f"{value!r} is not text or json "
+                                     "(from --log-format or $PRIMEWATCH_LOG_FORMAT)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"primewatch {__version__}")
     parser.add_argument("--config", default=os.environ.get("PRIMEWATCH_CONFIG", "config.yaml"),
                         help="config file (default: config.yaml, or $PRIMEWATCH_CONFIG)")
+    parser.add_argument("--log-format", type=_log_format, metavar="{text,json}",
+                        default=os.environ.get("PRIMEWATCH_LOG_FORMAT", "text"),
+                        help="log lines on stderr: text, or JSON for log shippers "
+                             "(default: text, or $PRIMEWATCH_LOG_FORMAT)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="probe, evaluate SLOs and serve API, /metrics")
@@ -71,8 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_format, logging.INFO)
     for noisy in ("httpx", "httpcore", "apscheduler", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.command == "demo-target":
@@ -206,6 +220,12 @@ def _run(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     if args.insecure and not is_loopback(host) and settings.dashboard.auth == "none":
         log.warning("serving the dashboard without authentication on %s (--insecure)", host)
     _report_config_notes(loaded)
+    try:
+        init_sentry(settings, os.environ)
+    except ConfigError as exc:  # a bad SENTRY_DSN is a config error, not a traceback
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     engine = make_engine(settings.storage.url)
     if not args.no_migrate:
         upgrade(engine)

@@ -20,6 +20,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor.metrics import Metrics
+from monitor.observability import report_exception
 from probes.base import Probe, ProbeResult, TargetConfig
 
 log = logging.getLogger(__name__)
@@ -111,8 +112,10 @@ class ProbeScheduler:
             result = await self._targets[name].probe.run(started)
         except asyncio.CancelledError:
             return  # shutting down: an unfinished probe measured nothing
-        except Exception:  # boundary: a broken probe must not stop the schedule
-            log.exception("probe %s raised; this is a bug in the probe", name)
+        except Exception as exc:  # boundary: a broken probe must not stop the schedule
+            log.exception("probe %s raised; this is a bug in the probe", name,
+                          extra={"target": name})
+            report_exception(exc)
             return
         finally:
             if task is not None:

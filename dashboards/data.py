@@ -5,6 +5,8 @@ from day/hour rollups, and both are cached for a few seconds per process."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -24,9 +26,51 @@ class TtlCache:
     """A tiny per-process cache: dashboards are read far more often than data changes
     (the evaluator ticks every 30 s)."""
 
-    def __init__(self, seconds: float = 10.0) -> None:
+    def __init__(self, seconds: float = 10.0,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         self._seconds = seconds
+        self._monotonic = monotonic
         self._entries: dict[Any, tuple[float, Any]] = {}
+        self._made: dict[Any, tuple[float, Any]] = {}
+        self._refreshing: set[Any] = set()
+        self._lock = threading.Lock()
+
+    def get_stale(self, key: Any, make: Callable[[], T], *, fresh_for: float = 10.0,
+                  keep_for: float = 600.0) -> T:
+        """Stale-while-revalidate: a value younger than `fresh_for` is served as is; an
+        older one (up to `keep_for`) is served at once while ONE background thread
+        makes the next. Only the very first request of a key waits for `make`: heavy
+        pages (every target's chart) then answer in milliseconds, never in seconds at
+        each expiry."""
+        now = self._monotonic()
+        with self._lock:
+            found = self._made.get(key)
+            age = now - found[0] if found is not None else None
+            stale = age is not None and age >= fresh_for
+            refresh = stale and age is not None and age < keep_for \
+                and key not in self._refreshing
+            if refresh:
+                self._refreshing.add(key)
+        if refresh:
+            threading.Thread(target=self._remake, args=(key, make), daemon=True,
+                             name="dashboard-refresh").start()
+        if found is not None and age is not None and age < keep_for:
+            return found[1]  # type: ignore[no-any-return]  # fresh, or stale but usable
+        value = make()
+        with self._lock:
+            self._made[key] = (self._monotonic(), value)
+        return value
+
+    def _remake(self, key: Any, make: Callable[[], Any]) -> None:
+        try:
+            value = make()
+            with self._lock:
+                self._made[key] = (self._monotonic(), value)
+        except Exception:  # boundary: the stale value stays; the next request retries
+            logging.getLogger(__name__).exception("dashboard refresh of %r failed", key)
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
 
     def get(self, key: Any, make: Callable[[], T]) -> T:
         now = time.monotonic()

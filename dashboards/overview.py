@@ -54,7 +54,7 @@ async def overview(request: Request, sort: str = "budget", label: str | None = N
     runtime: Runtime = request.app.state.runtime
     current = await statuses(runtime)
     sort = sort if sort in SORTS else "budget"
-    burndown = await asyncio.to_thread(cache_of(runtime).get, "burndown",
+    burndown = await asyncio.to_thread(cache_of(runtime).get_stale, "burndown",
                                        lambda: budget_burndown(runtime, runtime.settings.slos,
                                                                current))
     incidents = await asyncio.to_thread(cache_of(runtime).get, "open-incidents",

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Engine, and_, case, func, select
+from sqlalchemy import Engine, and_, case, false, func, select
 
 from dashboards.ranges import TimeRange
 from monitor.config import Settings
@@ -167,7 +167,8 @@ def error_counts(engine: Engine, targets: Sequence[str], start: float, end: floa
     row = ProbeResultRow
     query = (select(row.target, row.error_class, func.count())
              .where(row.target.in_(list(targets)), row.started_at >= start,
-                    row.started_at < end, row.ok.is_(False))
+                    row.started_at < end,
+                    row.ok == false())  # `ok = 0`: the partial index ix_probe_results_failures
              .group_by(row.target, row.error_class))
     with engine.connect() as connection:
         for target, error_class, count in connection.execute(query):

@@ -87,13 +87,18 @@ async def targets(request: Request,
     """Every target; `?range=` picks the span of the chart, error and cold start counts
     (uptime always shows its three fixed windows)."""
     runtime: Runtime = request.app.state.runtime
-    now = runtime.service.clock.now()
-    span = parse_range(chosen, now)
+    key = parse_range(chosen, runtime.service.clock.now()).key
     engine, settings = runtime.service.engine, runtime.settings
-    found = await asyncio.to_thread(
-        cache_of(runtime).get, ("targets", span.key, span.end),
-        lambda: summaries(engine, settings, span, now))
-    rows = [_row(s, settings, span) for s in found]
+
+    def make() -> tuple[TimeRange, list[TargetSummary], list[dict[str, Any]]]:
+        now = runtime.service.clock.now()
+        span = parse_range(key, now)
+        found = summaries(engine, settings, span, now)
+        return span, found, [_row(s, settings, span) for s in found]
+
+    # Every target's chart is a lot of rows: served stale-while-revalidate (<= 30 s old).
+    span, found, rows = await asyncio.to_thread(
+        cache_of(runtime).get_stale, ("targets", key), make, fresh_for=30.0)
     failing = sum(1 for s in found if s.last is not None and not s.last.ok)
     summary = (f"{len(found)} target{'s' if len(found) != 1 else ''}, "
                f"{failing} failing at the last probe")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from dashboards.data import budget_burndown, cache_of, open_incidents, statuses
-from dashboards.render import page
+from dashboards.render import render_html, respond
 from dashboards.svg import budget_bar, sparkline
 from monitor.runtime import Runtime
 from slo.status import SloStatus
@@ -54,11 +54,21 @@ async def overview(request: Request, sort: str = "budget", label: str | None = N
     runtime: Runtime = request.app.state.runtime
     current = await statuses(runtime)
     sort = sort if sort in SORTS else "budget"
-    burndown = await asyncio.to_thread(cache_of(runtime).get_stale, "burndown",
-                                       lambda: budget_burndown(runtime, runtime.settings.slos,
-                                                               current))
-    incidents = await asyncio.to_thread(cache_of(runtime).get, "open-incidents",
-                                        lambda: open_incidents(runtime))
+    # The page only changes with an evaluation tick (or an incident): the rendered HTML
+    # is reused for a few seconds, so many viewers cost one render per tick.
+    evaluated = max((s.evaluated_at for s in current), default=0.0)
+    html = await asyncio.to_thread(
+        cache_of(runtime).get, ("overview", sort, label, evaluated),
+        lambda: _render(request, runtime, current, sort, label))
+    return respond(request, html)
+
+
+def _render(request: Request, runtime: Runtime, current: list[SloStatus], sort: str,
+            label: str | None) -> str:
+    cache = cache_of(runtime)
+    burndown = cache.get_stale("burndown", lambda: budget_burndown(
+        runtime, runtime.settings.slos, current))
+    incidents = cache.get("open-incidents", lambda: open_incidents(runtime))
     labels = _labels(runtime)
     rows = [_row(s, labels.get(s.name, {}), burndown.get(s.name, [])) for s in current
             if _wanted(label, labels.get(s.name, {}))]
@@ -71,6 +81,6 @@ async def overview(request: Request, sort: str = "budget", label: str | None = N
                   if len(current) > len(measured) else "")
                + f", {pages_open} page{'s' if pages_open != 1 else ''} open")
     label_choices = sorted({f"{k}={v}" for item in labels.values() for k, v in item.items()})
-    return page(request, "overview.html.j2", title="SLOs", rows=rows, incidents=incidents,
-                summary=summary, sort=sort, sorts=SORTS, label=label or "",
-                label_choices=label_choices)
+    return render_html(request, "overview.html.j2", title="SLOs", rows=rows,
+                       incidents=incidents, summary=summary, sort=sort, sorts=SORTS,
+                       label=label or "", label_choices=label_choices)

@@ -64,15 +64,24 @@ def _environment() -> Environment:
 ENV = _environment()
 
 
-def page(request: Request, template: str, *, title: str, status_code: int = 200,
-         **context: Any) -> HTMLResponse:
-    """Render a page of the dashboard (layout, navigation, refresh interval)."""
+def render_html(request: Request, template: str, *, title: str, **context: Any) -> str:
+    """A page of the dashboard as HTML (layout, navigation, refresh interval)."""
     runtime = request.app.state.runtime
     settings = runtime.settings
-    html = ENV.get_template(template).render(
+    return ENV.get_template(template).render(
         title=title, service=settings.service.name, path=request.url.path,
         refresh=int(settings.dashboard.refresh), now=runtime.service.clock.now(),
         query=dict(request.query_params), **context)
+
+
+def respond(request: Request, html: str, status_code: int = 200) -> HTMLResponse:
     response = HTMLResponse(html, status_code=status_code)
     remember_token(request, response)
     return response
+
+
+def page(request: Request, template: str, *, title: str, status_code: int = 200,
+         **context: Any) -> HTMLResponse:
+    """Render and answer a page of the dashboard."""
+    return respond(request, render_html(request, template, title=title, **context),
+                   status_code)

@@ -93,3 +93,27 @@ def test_token_auth_guards_pages_and_api_reads_but_not_health_or_metrics(
     finally:
         app.state.runtime.outbox.close()
         engine.dispose()
+
+
+def test_auto_refresh_keeps_the_scroll_position(tmp_path: Path, browser: Browser) -> None:
+    settings = site_settings(dashboard={"refresh": "5s"})
+    engine = make_engine(f"sqlite:///{tmp_path / 'pw.db'}")
+    upgrade(engine)
+    app = create_app(settings, engine, metrics=Metrics(CollectorRegistry()),
+                     run_background=False)
+    try:
+        with serve_asgi(app) as url:
+            context = browser.new_context(viewport={"width": 360, "height": 240})
+            page = context.new_page()
+            page.goto(url + "/", wait_until="load")
+            page.evaluate("window.scrollTo(0, 120)")
+            first = page.evaluate("performance.timeOrigin")
+            with page.expect_event("load", timeout=15_000):
+                pass  # the page reloads itself after `refresh` seconds
+            page.wait_for_function("window.scrollY > 0", timeout=5_000)
+            assert page.evaluate("performance.timeOrigin") != first  # really reloaded
+            assert page.evaluate("window.scrollY") == 120
+            context.close()
+    finally:
+        app.state.runtime.outbox.close()
+        engine.dispose()

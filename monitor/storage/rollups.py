@@ -8,7 +8,7 @@ window is read from ~30 day rows plus the hour and minute rows at its ragged edg
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Table, delete, func, literal, select, union_all
@@ -89,29 +89,14 @@ def sum_counts_many(engine: Engine, requests: Sequence[tuple[Sequence[str], Sequ
     growing with history), and one query per window cost PostgreSQL a round trip each.
     """
     found = [dict.fromkeys(slos, (0, 0)) for slos, _ in requests]
-    batches: list[list[Any]] = [[]]
-    parameters = 0
-    for index, (slos, ranges) in enumerate(requests):
-        for resolution, first, end in ranges if slos else ():
-            cost = len(slos) + 4
-            if parameters + cost > MAX_PARAMETERS and batches[-1]:
-                batches.append([])  # stay under SQLite's bound-parameter limit
-                parameters = 0
-            parameters += cost
-            batches[-1].append(
-                select(literal(index).label("request"), SloRollup.slo, SloRollup.good,
-                       SloRollup.total)
-                .where(SloRollup.slo.in_(list(slos)), SloRollup.resolution == resolution,
-                       SloRollup.bucket_start >= first, SloRollup.bucket_start < end))
-    with engine.connect() as connection:
-        for branches in batches:
-            if not branches:
-                continue
-            rows = union_all(*branches).subquery()
-            query = (select(rows.c.request, rows.c.slo, func.sum(rows.c.good),
-                            func.sum(rows.c.total)).group_by(rows.c.request, rows.c.slo))
-            for index, slo, good, total in connection.execute(query):
-                found[int(index)][slo] = (int(good or 0), int(total or 0))
+
+    def aggregate(rows: Any) -> Any:
+        return (select(rows.c.request, rows.c.slo, func.sum(rows.c.good),
+                       func.sum(rows.c.total)).group_by(rows.c.request, rows.c.slo))
+
+    for index, slo, good, total in _union_rows(engine, requests, SloRollup,
+                                               (SloRollup.good, SloRollup.total), aggregate):
+        found[int(index)][slo] = (int(good or 0), int(total or 0))
     return found
 
 
@@ -131,6 +116,23 @@ def sum_bins_many(engine: Engine, requests: Sequence[tuple[Sequence[str], Sequen
                   ) -> list[dict[str, dict[int, int]]]:
     """Several histogram sums in one statement, like `sum_counts_many`."""
     found: list[dict[str, dict[int, int]]] = [{slo: {} for slo in slos} for slos, _ in requests]
+
+    def aggregate(rows: Any) -> Any:
+        return (select(rows.c.request, rows.c.slo, rows.c.bin, func.sum(rows.c.count))
+                .group_by(rows.c.request, rows.c.slo, rows.c.bin))
+
+    for index, slo, bin_index, count in _union_rows(
+            engine, requests, LatencyBin, (LatencyBin.bin, LatencyBin.count), aggregate):
+        found[int(index)][slo][int(bin_index)] = int(count)
+    return found
+
+
+def _union_rows(engine: Engine, requests: Sequence[tuple[Sequence[str], Sequence[Range]]],
+                model: Any, columns: Sequence[Any], aggregate: Callable[[Any], Any]
+                ) -> Iterator[Any]:
+    """One UNION ALL branch (an index range seek) per (request, range), tagged with the
+    request's index, aggregated by `aggregate`; batched under SQLite's bound-parameter
+    limit."""
     batches: list[list[Any]] = [[]]
     parameters = 0
     for index, (slos, ranges) in enumerate(requests):
@@ -141,20 +143,13 @@ def sum_bins_many(engine: Engine, requests: Sequence[tuple[Sequence[str], Sequen
                 parameters = 0
             parameters += cost
             batches[-1].append(
-                select(literal(index).label("request"), LatencyBin.slo, LatencyBin.bin,
-                       LatencyBin.count)
-                .where(LatencyBin.slo.in_(list(slos)), LatencyBin.resolution == resolution,
-                       LatencyBin.bucket_start >= first, LatencyBin.bucket_start < end))
+                select(literal(index).label("request"), model.slo, *columns)
+                .where(model.slo.in_(list(slos)), model.resolution == resolution,
+                       model.bucket_start >= first, model.bucket_start < end))
     with engine.connect() as connection:
         for branches in batches:
-            if not branches:
-                continue
-            rows = union_all(*branches).subquery()
-            query = (select(rows.c.request, rows.c.slo, rows.c.bin, func.sum(rows.c.count))
-                     .group_by(rows.c.request, rows.c.slo, rows.c.bin))
-            for index, slo, bin_index, count in connection.execute(query):
-                found[int(index)][slo][int(bin_index)] = int(count)
-    return found
+            if branches:
+                yield from connection.execute(aggregate(union_all(*branches).subquery()))
 
 
 def series(engine: Engine, slos: Sequence[str], resolution: int, start: int, end: int

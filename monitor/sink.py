@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -27,8 +28,10 @@ class ResultSink:
 
     def __init__(self, writer: Writer, metrics: Metrics, *, batch_size: int = 500,
                  flush_interval: float = 1.0, max_buffer: int = 100_000,
-                 max_backoff: float = 30.0) -> None:
+                 max_backoff: float = 30.0, shutdown_grace: float = 5.0) -> None:
         self._writer = writer
+        self._shutdown_grace = shutdown_grace
+        self._closing_since: float | None = None
         self._metrics = metrics
         self._batch_size = batch_size
         self._flush_interval = flush_interval
@@ -83,10 +86,14 @@ class ResultSink:
                 self._metrics.storage_errors.inc()
                 log.warning("storage write of %d results failed (%s); retrying in %.1fs",
                             len(batch), type(exc).__name__, backoff)
-                if self._closing and backoff >= self._max_backoff:
+                if self._closing and self._closing_since is not None and \
+                        time.monotonic() - self._closing_since >= self._shutdown_grace:
+                    # Storage may have come back the instant we were told to stop: keep
+                    # trying for the grace period, then say what is lost.
                     log.error("giving up: %d results not written at shutdown", self.pending)
                     return
-                await asyncio.sleep(backoff)
+                await asyncio.sleep(min(backoff, self._shutdown_grace) if self._closing
+                                    else backoff)
                 backoff = min(backoff * 2, self._max_backoff)
                 continue
             backoff = first_backoff
@@ -110,4 +117,6 @@ class ResultSink:
     def close(self) -> None:
         """Ask `run` to flush what is buffered and return."""
         self._closing = True
+        if self._closing_since is None:
+            self._closing_since = time.monotonic()
         self._wakeup.set()

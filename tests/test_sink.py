@@ -122,3 +122,25 @@ def test_full_buffer_drops_oldest_and_counts_every_drop(engine: Engine) -> None:
     assert sample(metrics, "primewatch_results_dropped_total") == 300
     newest = repository.results_page(engine, "api", since=None, before_id=None, limit=1)
     assert newest[0].result.started_at == T0 + 499  # the newest results are the ones kept
+
+
+def test_shutdown_retries_for_its_grace_period_then_reports_what_is_lost(
+        engine: Engine) -> None:
+    storage = FlakyStorage(ResultWriter(engine, make_settings().slos))
+    storage.down = True
+    metrics = Metrics(CollectorRegistry())
+
+    async def scenario() -> ResultSink:
+        sink = ResultSink(storage, metrics, batch_size=50, flush_interval=0.02,
+                          max_buffer=1000, max_backoff=0.05, shutdown_grace=0.3)
+        task = asyncio.create_task(sink.run())
+        for result in results(20):
+            sink.submit(result)
+        sink.close()  # storage never comes back
+        await asyncio.wait_for(task, 10)
+        return sink
+
+    sink = asyncio.run(scenario())
+    assert storage.failures >= 3  # it kept trying after close ...
+    assert sink.pending == 20  # ... and says what it could not write
+    assert repository.count_results(engine) == 0

@@ -117,6 +117,16 @@ class Metrics:
             "SLO events stored since start, by result (good, bad); maintenance left out. "
             "rate() of these gives any window's SLI, as Sloth-style rules expect",
             ["slo", "result"], registry=r)
+        self.up = Gauge("primewatch_up", "1 while this primewatch process runs", registry=r)
+        self.up.set(1)
+        self.last_evaluation = Gauge(
+            "primewatch_last_evaluation_timestamp_seconds",
+            "When the last SLO evaluation tick finished: alert if it stops moving",
+            registry=r)
+        self.targets_stalled = Gauge(
+            "primewatch_targets_stalled",
+            "Targets not probed for 3 of their intervals (the scheduler or probes hang)",
+            registry=r)
         self.incidents_open = Gauge("primewatch_incidents_open",
                                     "Open incidents by severity and status",
                                     ["severity", "status"], registry=r)

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import time
 
 from sqlalchemy import Engine
 
@@ -28,6 +29,7 @@ from monitor.scheduler import ProbeScheduler, ScheduledTarget
 from monitor.service import MonitorService
 from monitor.sink import ResultSink
 from monitor.storage.alert_events import AlertEvent, record
+from monitor.watchdog import stalled_targets
 from probes import HttpClientPool, ProbeContext, build_probe
 from slo.status import SloStatus
 
@@ -66,6 +68,7 @@ class Runtime:
         self.outbox = Outbox(engine, notifiers, clock, on_attempt=lambda channel, outcome:
                              metrics.notifications.labels(channel, outcome).inc())
         self._outbox_task: asyncio.Task[None] | None = None
+        self._running_since: float | None = None
         self._slos_by_name = {slo.name: slo for slo in settings.slos}
         self.last_evaluation_error: str | None = None
         self._sink_task: asyncio.Task[None] | None = None
@@ -82,6 +85,7 @@ class Runtime:
                                                    name="slo-evaluator")
         self._outbox_task = asyncio.create_task(self.outbox.run(), name="notification-outbox")
         self.scheduler.start()
+        self._running_since = time.time()  # wall clock, like the scheduler's last runs
         log.info("probing %d targets, evaluating %d SLOs every %gs",
                  len(self.settings.targets), len(self.settings.slos),
                  self.settings.alerting.evaluate_every)
@@ -139,7 +143,14 @@ class Runtime:
                        "fired" if t.firing else "resolved", now,
                        f"{t.description or t.name}: {t.value}")
             for t in triggers if t.transition is not None])
-        self.incidents.tick(active_alerts(statuses, self._slos_by_name, down, triggers), now)
+        firing = active_alerts(statuses, self._slos_by_name, down, triggers)
+        if self.scheduler.running and self._running_since is not None:
+            stalled = stalled_targets(self.settings.targets, self.scheduler.last_run,
+                                      self._running_since, time.time())
+            self.metrics.targets_stalled.set(len(stalled))
+            firing += stalled
+        self.incidents.tick(firing, now)
+        self.metrics.last_evaluation.set(time.time())
         self._publish_incidents()
         if now - self._last_prune >= PRUNE_EVERY:
             self._last_prune = now

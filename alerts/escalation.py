@@ -66,13 +66,13 @@ class IncidentManager:
             current = {i.key: i for i in open_incidents(connection)}
         loud = [a for a in alerts if silenced_by(silences, a.labels, now) is None]
         firing = {a.key: a for a in grouped(alerts)}
-        opening = {a.key for a in grouped(loud)}
+        opening = {a.key: a for a in grouped(loud)}  # what opens: silenced members left out
         for key, alert in firing.items():
             try:
                 if key in current:
                     self._update(current[key], alert, now)
                 elif key in opening:
-                    self._open(next(a for a in grouped(loud) if a.key == key), now)
+                    self._open(opening[key], now)
             except Exception:  # boundary: one incident's failure must not stop the rest
                 log.exception("incident for %s could not be updated", key)
         for key, incident in current.items():
@@ -97,11 +97,11 @@ class IncidentManager:
                 self._update(current[key], alert, now)
                 touched.append(current[key].id)
             elif silenced_by(silences, alert.labels, now) is None:
-                self._open(alert, now)
-                with self._engine.connect() as connection:
-                    opened = {i.key: i for i in open_incidents(connection)}.get(key)
-                if opened is not None:
-                    touched.append(opened.id)
+                new_id = self._open(alert, now)
+                opened = get_incident(self._engine, new_id)
+                if opened is not None:  # a repeat of the key later in this body updates it
+                    current[key] = opened
+                touched.append(new_id)
         for raw in resolved:
             key = raw if raw.startswith(EXTERNAL_PREFIX) else EXTERNAL_PREFIX + raw
             incident = current.get(key)
@@ -139,7 +139,7 @@ class IncidentManager:
 
     # -- opening, updating, clearing ----------------------------------------------
 
-    def _open(self, alert: ActiveAlert, now: float) -> None:
+    def _open(self, alert: ActiveAlert, now: float) -> int:
         policy = route(self._settings.alerting.policies, alert.labels, alert.severity)
         first = policy.steps[0].after if policy is not None else 0.0
         values: dict[str, Any] = dict(
@@ -164,6 +164,7 @@ class IncidentManager:
         log.warning("incident %d opened: %s", new_id, alert.title,
                     extra={"incident": new_id, "slo": alert.slo, "target": alert.target})
         self._run_due_steps(new_id, now)
+        return new_id
 
     def _update(self, incident: Incident, alert: ActiveAlert, now: float) -> None:
         changes: dict[str, Any] = {}

@@ -18,6 +18,7 @@ The routing key is a credential: it is sent in the body and never written to a d
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,7 @@ from typing import Any
 import httpx
 
 from alerts.notification import Delivery, Event, Notification, Severity
+from alerts.retry_after import retry_after_seconds
 from monitor.config import PagerDutyChannel
 
 TIMEOUT = 10.0
@@ -142,7 +144,8 @@ class PagerDutyNotifier:
                                       {"dedup_key": key if isinstance(key, str) else sent_key})
         reason = self._scrub(f"HTTP {status}: {_reason(answer, response)}")
         if status == 429:
-            return Delivery.retry(reason, _retry_after(response.headers))
+            return Delivery.retry(reason, retry_after_seconds(
+                response.headers.get("Retry-After"), time.time()))
         if status == 408 or status >= 500:
             return Delivery.retry(reason)
         return Delivery.failed(reason)
@@ -171,11 +174,4 @@ def _reason(answer: Mapping[str, Any], response: httpx.Response) -> str:
     return text
 
 
-def _retry_after(headers: httpx.Headers) -> float | None:
-    """Retry-After in seconds (the form PagerDuty uses); None lets the outbox back off."""
-    try:
-        seconds = float(headers.get("Retry-After", ""))
-    except ValueError:
-        return None
-    return max(0.0, seconds) if math.isfinite(seconds) else None
 

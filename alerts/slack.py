@@ -15,7 +15,7 @@ decides when to try again (honouring the Retry-After that a 429 carries).
 from __future__ import annotations
 
 import logging
-import math
+import time
 from collections.abc import Mapping
 from http.client import HTTPException
 from typing import Any
@@ -27,6 +27,7 @@ from slack_sdk.web import SlackResponse
 from slack_sdk.webhook import WebhookClient
 
 from alerts.notification import Delivery, Event, Notification, Status
+from alerts.retry_after import retry_after_seconds
 from alerts.slack_actions import ACTION_IDS
 from monitor.config import SlackChannel
 
@@ -207,11 +208,7 @@ def _retry_after(headers: Mapping[str, Any]) -> float | None:
     for key, value in headers.items():
         if key.lower() == "retry-after":
             raw = value[0] if isinstance(value, list) and value else value
-            try:
-                seconds = float(raw)
-            except (TypeError, ValueError):
-                return None
-            return seconds if math.isfinite(seconds) and seconds >= 0 else None
+            return retry_after_seconds(raw if isinstance(raw, str) else None, time.time())
     return None
 
 

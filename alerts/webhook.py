@@ -58,12 +58,12 @@ import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
 from alerts.notification import Delivery, Notification
+from alerts.retry_after import retry_after_seconds
 from monitor.config import WebhookChannel
 
 TIMEOUT = 10.0
@@ -207,18 +207,3 @@ def _excerpt(response: httpx.Response) -> str:
     return text or response.reason_phrase
 
 
-def retry_after_seconds(value: str | None, now: float) -> float | None:
-    """Retry-After as delay-seconds or an HTTP-date; None (use backoff) if unreadable."""
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=UTC)
-        seconds = when.timestamp() - now
-    return max(0.0, seconds) if math.isfinite(seconds) else None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from slo.windows import split_by_resolution
@@ -29,6 +30,13 @@ CHUNK_SECONDS = 600  # minute ranges are cut at these boundaries, so a window wh
 # moves on by a minute re-reads at most one partial chunk instead of its whole minute edge
 IDLE_SECONDS = 3 * 3600.0  # an entry no evaluation asked for this long is dropped
 REFRESH_SECONDS = 3600.0  # mean age at which an entry is read again anyway
+
+
+@dataclass(slots=True)
+class _Entry(Generic[V]):
+    value: V
+    expires: float  # read again after this, whatever happened
+    last_used: float
 
 
 class SettledSums(Generic[V]):
@@ -46,9 +54,7 @@ class SettledSums(Generic[V]):
         self._combine = combine
         self._zero = zero
         self._settle = settle
-        self._entries: dict[tuple[str, Range], V] = {}
-        self._last_used: dict[tuple[str, Range], float] = {}
-        self._expires: dict[tuple[str, Range], float] = {}
+        self._entries: dict[tuple[str, Range], _Entry[V]] = {}
         self._random = random.Random(0)
         self._next_sweep = 0.0
         self._newest_end = 0  # no entry's range ends later: most forget() calls stop here
@@ -63,9 +69,9 @@ class SettledSums(Generic[V]):
         for span, names in wanted.items():
             for range_ in split[span]:
                 for name in names:
-                    key = (name, range_)
-                    if key in self._entries and self._expires[key] > now:
-                        self._last_used[key] = now
+                    entry = self._entries.get((name, range_))
+                    if entry is not None and entry.expires > now:
+                        entry.last_used = now
                     else:
                         missing.setdefault(range_, set()).add(name)
         fresh = self._read(missing, now)
@@ -77,7 +83,8 @@ class SettledSums(Generic[V]):
                 for range_ in split[span]:
                     key = (name, range_)
                     part = fresh.get(key)
-                    total = self._combine(total, self._entries[key] if part is None else part)
+                    total = self._combine(total,
+                                          self._entries[key].value if part is None else part)
                 totals[name] = total
             out[span] = totals
         self._sweep(now)
@@ -98,10 +105,8 @@ class SettledSums(Generic[V]):
                 fresh[(name, range_)] = value
                 if keep:
                     self._newest_end = max(self._newest_end, range_[2])
-                    self._entries[(name, range_)] = value
-                    self._last_used[(name, range_)] = now
-                    self._expires[(name, range_)] = now + REFRESH_SECONDS * (
-                        0.5 + self._random.random())
+                    self._entries[(name, range_)] = _Entry(
+                        value, now + REFRESH_SECONDS * (0.5 + self._random.random()), now)
             self.reads += len(missing[range_])
         return fresh
 
@@ -114,7 +119,7 @@ class SettledSums(Generic[V]):
         for key in list(self._entries):
             name, (_, _, end) = key
             if (only is None or name in only) and (since is None or end > since):
-                self._drop(key)
+                del self._entries[key]
 
     def _sweep(self, now: float) -> None:
         """Drop entries of windows that have moved on (bounded memory)."""
@@ -122,14 +127,9 @@ class SettledSums(Generic[V]):
             return
         self._next_sweep = now + 300.0
         idle_before = now - IDLE_SECONDS
-        for key, used in list(self._last_used.items()):
-            if used < idle_before:
-                self._drop(key)
-
-    def _drop(self, key: tuple[str, Range]) -> None:
-        self._entries.pop(key, None)
-        self._last_used.pop(key, None)
-        self._expires.pop(key, None)
+        for key, entry in list(self._entries.items()):
+            if entry.last_used < idle_before:
+                del self._entries[key]
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -16,7 +16,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -106,6 +107,32 @@ class Site:
     runtime: Any
     incident_id: int = 0
     notes: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def separate_app(folder: Path, settings: Settings, *, populated: bool = False,
+                 evaluated: bool = False, prepare: Callable[[Any], None] | None = None
+                 ) -> Iterator[tuple[str, Any]]:
+    """An app of its own on loopback (URL, runtime): a fresh SQLite database in
+    `folder`, optionally holding the site's three days of results, evaluated once, or
+    prepared by `prepare(runtime)` before it serves; closed afterwards."""
+    engine = make_engine(f"sqlite:///{folder / 'separate.db'}")
+    upgrade(engine)
+    if populated:
+        populate(engine, settings)
+    app = create_app(settings, engine, clock=FakeClock(NOW),
+                     metrics=Metrics(CollectorRegistry()), run_background=False)
+    runtime = app.state.runtime
+    try:
+        if evaluated:
+            runtime._evaluate_and_publish()
+        if prepare is not None:
+            prepare(runtime)
+        with serve_asgi(app) as url:
+            yield url, runtime
+    finally:
+        runtime.outbox.close()
+        engine.dispose()
 
 
 @pytest.fixture(scope="module")

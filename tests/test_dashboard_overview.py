@@ -7,13 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
-from prometheus_client import CollectorRegistry
 
-from monitor.app import create_app
-from monitor.metrics import Metrics
-from monitor.storage.engine import make_engine, upgrade
-from tests.dashboard_support import Site, open_page, site_settings
-from tests.servers import serve_asgi
+from tests.dashboard_support import Site, open_page, separate_app, site_settings
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser
@@ -72,48 +67,32 @@ def test_security_headers_on_pages(site: Site) -> None:
 def test_token_auth_guards_pages_and_api_reads_but_not_health_or_metrics(
         tmp_path: Path) -> None:
     settings = site_settings(dashboard={"auth": "token"})
-    engine = make_engine(f"sqlite:///{tmp_path / 'pw.db'}")
-    upgrade(engine)
-    app = create_app(settings, engine, metrics=Metrics(CollectorRegistry()),
-                     run_background=False)
-    try:
-        with serve_asgi(app) as url, httpx.Client(base_url=url) as client:
-            assert client.get("/").status_code == 401
-            assert client.get("/api/v1/slos").status_code == 401
-            assert client.get("/api/v1/slos", headers={
-                "Authorization": "Bearer wrong"}).status_code == 401
-            assert client.get("/api/v1/slos", headers={
-                "Authorization": "Bearer read-token"}).status_code == 200
-            assert client.get("/healthz").status_code == 200
-            assert client.get("/metrics").status_code == 200
-            first = client.get("/?token=read-token")  # once; then the cookie carries it
-            assert first.status_code == 200
-            assert "httponly" in first.headers["set-cookie"].lower()
-            assert client.get("/incidents").status_code == 200
-    finally:
-        app.state.runtime.outbox.close()
-        engine.dispose()
+    with separate_app(tmp_path, settings) as (url, _), httpx.Client(base_url=url) as client:
+        assert client.get("/").status_code == 401
+        assert client.get("/api/v1/slos").status_code == 401
+        assert client.get("/api/v1/slos", headers={
+            "Authorization": "Bearer wrong"}).status_code == 401
+        assert client.get("/api/v1/slos", headers={
+            "Authorization": "Bearer read-token"}).status_code == 200
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/metrics").status_code == 200
+        first = client.get("/?token=read-token")  # once; then the cookie carries it
+        assert first.status_code == 200
+        assert "httponly" in first.headers["set-cookie"].lower()
+        assert client.get("/incidents").status_code == 200
 
 
 def test_auto_refresh_keeps_the_scroll_position(tmp_path: Path, browser: Browser) -> None:
     settings = site_settings(dashboard={"refresh": "5s"})
-    engine = make_engine(f"sqlite:///{tmp_path / 'pw.db'}")
-    upgrade(engine)
-    app = create_app(settings, engine, metrics=Metrics(CollectorRegistry()),
-                     run_background=False)
-    try:
-        with serve_asgi(app) as url:
-            context = browser.new_context(viewport={"width": 360, "height": 240})
-            page = context.new_page()
-            page.goto(url + "/", wait_until="load")
-            page.evaluate("window.scrollTo(0, 120)")
-            first = page.evaluate("performance.timeOrigin")
-            with page.expect_event("load", timeout=15_000):
-                pass  # the page reloads itself after `refresh` seconds
-            page.wait_for_function("window.scrollY > 0", timeout=5_000)
-            assert page.evaluate("performance.timeOrigin") != first  # really reloaded
-            assert page.evaluate("window.scrollY") == 120
-            context.close()
-    finally:
-        app.state.runtime.outbox.close()
-        engine.dispose()
+    with separate_app(tmp_path, settings) as (url, _):
+        context = browser.new_context(viewport={"width": 360, "height": 240})
+        page = context.new_page()
+        page.goto(url + "/", wait_until="load")
+        page.evaluate("window.scrollTo(0, 120)")
+        first = page.evaluate("performance.timeOrigin")
+        with page.expect_event("load", timeout=15_000):
+            pass  # the page reloads itself after `refresh` seconds
+        page.wait_for_function("window.scrollY > 0", timeout=5_000)
+        assert page.evaluate("performance.timeOrigin") != first  # really reloaded
+        assert page.evaluate("window.scrollY") == 120
+        context.close()

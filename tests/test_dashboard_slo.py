@@ -13,15 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry
 
-from monitor.app import create_app
-from monitor.clock import FakeClock
-from monitor.metrics import Metrics
-from monitor.storage.engine import make_engine, upgrade
 from tests.conftest import make_settings
-from tests.dashboard_support import NOW, Site, open_page, populate
-from tests.servers import serve_asgi
+from tests.dashboard_support import Site, open_page, separate_app
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -143,20 +137,8 @@ def serve_settings(tmp_path: Path, *, with_data: bool = False, **overrides: Any
     """A separate app, evaluated once, on an empty database (nothing probed yet) or on
     the site's three days of results."""
     settings = make_settings(**overrides)
-    engine = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
-    upgrade(engine)
-    if with_data:
-        populate(engine, settings)
-    app = create_app(settings, engine, clock=FakeClock(NOW),
-                     metrics=Metrics(CollectorRegistry()), run_background=False)
-    runtime = app.state.runtime
-    runtime._evaluate_and_publish()
-    try:
-        with serve_asgi(app) as url:
-            yield url
-    finally:
-        runtime.outbox.close()
-        engine.dispose()
+    with separate_app(tmp_path, settings, populated=with_data, evaluated=True) as (url, _):
+        yield url
 
 
 IDLE_SLOS = [{"name": "idle-availability", "target": "api", "sli": "availability",

@@ -5,7 +5,6 @@ an open dashboard on a reachable address."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from textwrap import dedent
@@ -20,7 +19,7 @@ from dashboards.status_page import component_state, overall
 from monitor.app import create_app
 from monitor.cli import EXIT_USAGE, bind_refusal, is_loopback, main
 from monitor.clock import FakeClock
-from monitor.config import ServerSection, Settings
+from monitor.config import ServerSection
 from monitor.config_loader import parse_config
 from monitor.errors import ConfigError
 from monitor.metrics import Metrics
@@ -28,7 +27,15 @@ from monitor.storage import alert_events
 from monitor.storage.alert_events import AlertEvent
 from monitor.storage.engine import make_engine, upgrade
 from tests.conftest import make_settings
-from tests.dashboard_support import NOW, T0, Site, open_page, populate, site_settings
+from tests.dashboard_support import (
+    NOW,
+    T0,
+    Site,
+    open_page,
+    populate,
+    separate_app,
+    site_settings,
+)
 from tests.servers import serve_asgi
 
 if TYPE_CHECKING:
@@ -182,23 +189,9 @@ def test_component_state_and_banner_rules() -> None:
     assert overall(["operational", "no_data"])[0] == "All systems with data operational"
 
 
-@contextmanager
-def small_app(tmp_path: Path, settings: Settings) -> Iterator[str]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'small.db'}")
-    upgrade(engine)
-    app = create_app(settings, engine, clock=FakeClock(NOW),
-                     metrics=Metrics(CollectorRegistry()), run_background=False)
-    try:
-        with serve_asgi(app) as url:
-            yield url
-    finally:
-        app.state.runtime.outbox.close()
-        engine.dispose()
-
-
 def test_disabled_status_page_is_not_found(tmp_path: Path) -> None:
     settings = make_settings(dashboard={"status_page": {"enabled": False}})
-    with small_app(tmp_path, settings) as url:
+    with separate_app(tmp_path, settings) as (url, _):
         assert httpx.get(url + "/status").status_code == 404
         assert httpx.get(url + "/").status_code == 200
 
@@ -209,7 +202,7 @@ def test_status_page_is_public_when_the_dashboard_needs_a_login(tmp_path: Path,
         "auth": "basic", "users": [{"username": "ann", "password": "s3cret"}],
         "status_page": {"title": "Our status",
                         "components": [{"name": "API", "slos": ["api-availability"]}]}})
-    with small_app(tmp_path, settings) as url:
+    with separate_app(tmp_path, settings) as (url, _):
         assert httpx.get(url + "/").status_code == 401
         assert httpx.get(url + "/phases").status_code == 401
         assert httpx.get(url + "/", auth=("ann", "s3cret")).status_code == 200
@@ -222,23 +215,17 @@ def test_status_page_is_public_when_the_dashboard_needs_a_login(tmp_path: Path,
 def test_down_incident_wording_names_only_components(tmp_path: Path) -> None:
     settings = make_settings(dashboard={"status_page": {"components": [
         {"name": "Public API", "targets": ["api"]}]}})
-    engine = make_engine(f"sqlite:///{tmp_path / 'down.db'}")
-    upgrade(engine)
-    app = create_app(settings, engine, clock=FakeClock(NOW),
-                     metrics=Metrics(CollectorRegistry()), run_background=False)
-    runtime = app.state.runtime
-    runtime.incidents.tick([ActiveAlert(
-        key="target:api", kind="down", severity="page", title="api is down",
-        summary="3 consecutive failures; last: connect refused 127.0.0.1:1",
-        slo=None, target="api", labels={"alertname": "down", "target": "api"},
-        since=NOW - 120)], NOW - 60)
-    runtime.incidents.acknowledge(1, "alice", NOW - 30)
-    try:
-        with serve_asgi(app) as url:
-            html = httpx.get(url + "/status").text
-    finally:
-        runtime.outbox.close()
-        engine.dispose()
+
+    def down_and_acknowledged(runtime: Any) -> None:
+        runtime.incidents.tick([ActiveAlert(
+            key="target:api", kind="down", severity="page", title="api is down",
+            summary="3 consecutive failures; last: connect refused 127.0.0.1:1",
+            slo=None, target="api", labels={"alertname": "down", "target": "api"},
+            since=NOW - 120)], NOW - 60)
+        runtime.incidents.acknowledge(1, "alice", NOW - 30)
+
+    with separate_app(tmp_path, settings, prepare=down_and_acknowledged) as (url, _):
+        html = httpx.get(url + "/status").text
     assert "Outage on Public API" in html
     assert "Identified" in html and "Investigating" in html
     for secret in ("alice", "127.0.0.1", "api is down", "consecutive"):

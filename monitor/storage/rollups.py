@@ -103,13 +103,7 @@ def sum_counts_many(engine: Engine, requests: Sequence[tuple[Sequence[str], Sequ
 def sum_bins(engine: Engine, slos: Sequence[str], ranges: Sequence[Range]
              ) -> dict[str, dict[int, int]]:
     """Value histograms per SLO summed over the union of `ranges` (one seek per range)."""
-    found: dict[str, dict[int, int]] = {slo: {} for slo in slos}
-    for answer in sum_bins_many(engine, [(slos, [r]) for r in ranges]):
-        for slo, bins in answer.items():
-            merged = found[slo]
-            for index, count in bins.items():
-                merged[index] = merged.get(index, 0) + count
-    return found
+    return sum_bins_many(engine, [(slos, ranges)])[0]
 
 
 def sum_bins_many(engine: Engine, requests: Sequence[tuple[Sequence[str], Sequence[Range]]]

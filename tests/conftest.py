@@ -18,7 +18,7 @@ POSTGRES_URL = os.environ.get("PRIMEWATCH_TEST_DATABASE_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 TABLES = ("latency_bins", "slo_rollups", "probe_results", "maintenance_windows", "alert_events",
           "incidents", "incident_events", "notifications", "incident_threads", "silences",
-          "alembic_version")
+          "instances", "audit_log", "alembic_version")
 
 
 def service_missing(reason: str) -> None:

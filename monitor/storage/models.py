@@ -225,3 +225,18 @@ class SilenceRow(Base):
     created_by: Mapped[str] = mapped_column(String(100))
     comment: Mapped[str] = mapped_column(String(1000))
     created_at: Mapped[float] = mapped_column(Float(precision=53))
+
+
+class InstanceRow(Base):
+    """One `primewatch run` process sharing this database: its region, whether it holds
+    leadership (evaluates alert rules, sends notifications) and when it last checked in."""
+
+    __tablename__ = "instances"
+
+    instance: Mapped[str] = mapped_column(String(120), primary_key=True)
+    region: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[float] = mapped_column(Float(precision=53))
+    heartbeat_at: Mapped[float] = mapped_column(Float(precision=53))

@@ -394,6 +394,10 @@ class IncidentManager:
             add_event(connection, incident.id, now, "channel_disabled",
                       f"Channel {channel} is disabled (missing credentials); skipped")
             return False
+        if incident.labels.get("failing_channel") == channel:
+            add_event(connection, incident.id, now, "channel_failing",
+                      f"Channel {channel} is the one failing; told the others instead")
+            return False
         table = NotificationRow.__table__
         dialect = sqlite if connection.dialect.name == "sqlite" else postgresql
         values = {"key": key[:200], "incident_id": incident.id, "channel": channel,

@@ -32,6 +32,7 @@ BACKOFF_FIRST = 2.0
 BACKOFF_CAP = 300.0
 GIVE_UP_AFTER = 86400.0  # a message nobody could take for a day is marked failed
 BATCH = 100  # attempts per pass, so one pass stays short
+CLAIM_LEASE = 60.0  # seconds a claimed message is left alone by other senders
 
 
 def backoff(attempts: int, retry_after: float | None) -> float:
@@ -89,6 +90,8 @@ class Outbox:
     def _attempt(self, row: Any) -> bool:
         notifier = self._notifiers.get(row.channel)
         now = self._clock.now()
+        if not self._claim(row, now):
+            return False
         if notifier is None:
             self._finish(row, Delivery.failed(f"channel {row.channel} is not configured"), now)
             return False
@@ -107,6 +110,19 @@ class Outbox:
                                        f"{delivery.detail}")
         self._finish(row, delivery, now)
         return delivery.outcome == "delivered"
+
+    def _claim(self, row: Any, now: float) -> bool:
+        """Take the message for one attempt: only the sender whose conditional update
+        matches sends it, so two outboxes (a leader handover's brief overlap) never send
+        the same message. A sender that dies mid-request leaves it to be retried after
+        CLAIM_LEASE (at-least-once there; PagerDuty's dedup_key absorbs it)."""
+        table = NotificationRow
+        with self._engine.begin() as connection:
+            claimed = connection.execute(update(table).where(
+                table.id == row.id, table.status == "pending",
+                table.next_attempt_at == row.next_attempt_at).values(
+                    next_attempt_at=now + CLAIM_LEASE)).rowcount
+        return claimed == 1
 
     def _finish(self, row: Any, delivery: Delivery, now: float) -> None:
         attempts = row.attempts + 1
@@ -141,11 +157,14 @@ class Outbox:
                           {"channel": row.channel, "key": row.key})
                 log.error("notification %s failed: %s", row.key, delivery.detail)
 
-    async def run(self, interval: float = 1.0) -> None:
-        """Deliver forever (in a worker thread: notifiers block)."""
+    async def run(self, interval: float = 1.0,
+                  active: Callable[[], bool] = lambda: True) -> None:
+        """Deliver forever (in a worker thread: notifiers block) while `active()` says
+        this instance is the one that notifies."""
         while True:
             try:
-                await asyncio.to_thread(self.deliver_due)
+                if active():
+                    await asyncio.to_thread(self.deliver_due)
             except Exception as exc:  # boundary: storage down; try again next round
                 log.warning("outbox pass failed: %s", type(exc).__name__)
             await asyncio.sleep(interval)

@@ -18,6 +18,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from monitor.api_schemas import (
+    MAX_ID,
+    Health,
+    PhasesView,
+    ResultsPage,
+    SloList,
+    SloView,
+    TargetList,
+    document_shared_errors,
+    errors,
+)
 from monitor.errors import NotFoundError
 from monitor.phases import PhaseStatus, TriggerStatus
 from monitor.runtime import Runtime
@@ -40,7 +51,9 @@ def _error(status: int, message: str, **extra: Any) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """JSON error bodies everywhere; internal details stay in the log."""
+    """JSON error bodies everywhere, documented in /openapi.json; internal details stay
+    in the log."""
+    document_shared_errors(app)
 
     @app.exception_handler(NotFoundError)
     async def _not_found(_request: Request, exc: NotFoundError) -> JSONResponse:
@@ -69,7 +82,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return _error(500, "internal error")
 
 
-@router.get("/healthz", tags=["health"])
+@router.get("/healthz", tags=["health"], response_model=Health)
 async def healthz() -> dict[str, str]:
     """The process is alive and serving."""
     return {"status": "ok"}
@@ -77,30 +90,50 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", tags=["health"])
 async def readyz(request: Request) -> JSONResponse:
-    """Storage answers and (when background work runs) the scheduler is running."""
+    """Storage answers and (when background work runs) the scheduler is running.
+
+    "degraded" (still 503, so a load balancer stops sending reads): storage is down but
+    probing goes on and results wait in the buffer and spill file, counted in `checks`.
+    """
     runtime = _runtime(request)
+    sink = runtime.sink
     checks: dict[str, str] = {}
     try:
         await asyncio.to_thread(repository.ping, runtime.service.engine)
         checks["storage"] = "ok"
     except Exception as exc:
         checks["storage"] = f"unreachable: {type(exc).__name__}"
-    if request.app.state.background:
+    background = request.app.state.background
+    if background:
+        if checks["storage"] == "ok" and not sink.storage_ok:
+            # Answers a ping but refuses writes, e.g. SQLite locked by another process.
+            checks["storage"] = f"writes failing: {(sink.last_error or '').split(':')[0]}"
         checks["scheduler"] = "ok" if runtime.scheduler.running else "stopped"
-        checks["write_buffer"] = f"{runtime.sink.pending} pending, {runtime.sink.dropped} dropped"
-    ready = checks["storage"] == "ok" and checks.get("scheduler", "ok") == "ok"
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
-                        200 if ready else 503)
+        checks["write_buffer"] = (f"{sink.pending} pending, {sink.spilled} spilled, "
+                                  f"{sink.dropped} dropped")
+        if sink.spill is not None:
+            checks["spill_file"] = f"{sink.spill.size} of {sink.spill.max_bytes} bytes"
+    scheduler_ok = checks.get("scheduler", "ok") == "ok"
+    status = "ready" if checks["storage"] == "ok" and scheduler_ok else \
+        "degraded" if background and scheduler_ok else "not ready"
+    leadership = runtime.leadership
+    cluster = {"instance": leadership.instance, "region": leadership.region,
+               "role": leadership.role}
+    return JSONResponse({"status": status, "checks": checks, "cluster": cluster},
+                        200 if status == "ready" else 503)
 
 
-@router.get("/metrics", tags=["metrics"], response_class=Response)
+@router.get("/metrics", tags=["metrics"], response_class=Response, responses={
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+          "description": "The Prometheus text format"}})
 async def metrics(request: Request) -> Response:
     """Prometheus text exposition of primewatch's own metrics."""
     registry = _runtime(request).metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/api/v1/targets", tags=["targets"])
+@router.get("/api/v1/targets", tags=["targets"], response_model=TargetList,
+            responses=errors(503))
 async def list_targets(request: Request) -> dict[str, Any]:
     """Every configured target with its newest result."""
     service = _runtime(request).service
@@ -118,13 +151,14 @@ async def list_targets(request: Request) -> dict[str, Any]:
     } for v in views]}
 
 
-@router.get("/api/v1/targets/{name}/results", tags=["targets"])
+@router.get("/api/v1/targets/{name}/results", tags=["targets"], response_model=ResultsPage,
+            responses=errors(404, 503))
 async def target_results(
     request: Request, name: str,
     since: Annotated[datetime | None, Query(
         description="only results that started at or after this time (ISO 8601)")] = None,
     cursor: Annotated[int | None, Query(
-        ge=1, description="`next_cursor` of the previous page")] = None,
+        ge=1, le=MAX_ID, description="`next_cursor` of the previous page")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """A target's results, newest first, one page at a time."""
@@ -137,14 +171,15 @@ async def target_results(
             "next_cursor": next_cursor}
 
 
-@router.get("/api/v1/slos", tags=["slos"])
+@router.get("/api/v1/slos", tags=["slos"], response_model=SloList, responses=errors(503))
 async def list_slos(request: Request) -> dict[str, Any]:
     """Every SLO's current status."""
     statuses = await asyncio.to_thread(_runtime(request).service.slo_statuses)
     return {"items": [slo_json(s) for s in statuses]}
 
 
-@router.get("/api/v1/slos/{name}", tags=["slos"])
+@router.get("/api/v1/slos/{name}", tags=["slos"], response_model=SloView,
+            responses=errors(404, 503))
 async def get_slo(request: Request, name: str) -> dict[str, Any]:
     """One SLO's status: SLI, budget, burn rate per window, latency percentiles."""
     status = await asyncio.to_thread(_runtime(request).service.slo_status, name)
@@ -200,7 +235,8 @@ def slo_json(status: SloStatus) -> dict[str, Any]:
     }
 
 
-@router.get("/api/v1/phases", tags=["slos"])
+@router.get("/api/v1/phases", tags=["slos"], response_model=PhasesView,
+            responses=errors(503))
 async def phases(request: Request) -> dict[str, Any]:
     """The scaling phases against their SLOs, and the decision triggers."""
     service = _runtime(request).service

@@ -11,11 +11,26 @@ from sqlalchemy import Engine
 
 from dashboards import routes as dashboard_routes
 from dashboards.security import api_reads_need_reader, security_headers
-from monitor import __version__, api_alertmanager, api_incidents, api_maintenance
+from monitor import (
+    __version__,
+    api_alertmanager,
+    api_cluster,
+    api_incidents,
+    api_maintenance,
+    audit,
+    log_redaction,
+)
 from monitor.api import install_error_handlers, router
+from monitor.body_limit import BodyLimitMiddleware
 from monitor.clock import Clock, SystemClock
 from monitor.config import Settings
 from monitor.metrics import Metrics
+from monitor.ratelimit import (
+    FailedAuthLimiter,
+    MonotonicClock,
+    RateLimitMiddleware,
+    TokenBucket,
+)
 from monitor.runtime import Runtime
 
 
@@ -30,8 +45,12 @@ async def server_timing(request: Request,
 
 
 def create_app(settings: Settings, engine: Engine, *, clock: Clock | None = None,
-               metrics: Metrics | None = None, run_background: bool = True) -> FastAPI:
-    """Build the web app; with `run_background` its lifespan also runs probes and SLOs."""
+               metrics: Metrics | None = None, run_background: bool = True,
+               limits_clock: Clock | None = None) -> FastAPI:
+    """Build the web app; with `run_background` its lifespan also runs probes and SLOs.
+
+    `limits_clock` times the rate and failed-auth limits (default: monotonic)."""
+    log_redaction.install()  # before any HTTP client logs a URL with credentials
     runtime = Runtime(settings, engine, clock or SystemClock(), metrics or Metrics())
 
     @asynccontextmanager
@@ -53,7 +72,19 @@ def create_app(settings: Settings, engine: Engine, *, clock: Clock | None = None
     app.include_router(api_maintenance.router)
     app.include_router(api_incidents.router)
     app.include_router(api_alertmanager.router)
+    app.include_router(audit.router)
+    app.include_router(api_cluster.router)
+    # Middleware is added inside-out. The body limit sits innermost, under no
+    # BaseHTTPMiddleware (whose task group would wrap its 413 in an ExceptionGroup);
+    # the audit sees the limits' 413 and 429.
+    server, limits = settings.server, limits_clock or MonotonicClock()
+    app.state.failed_auth = FailedAuthLimiter(server.failed_auth.max_failures,
+                                              server.failed_auth.window, limits)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=server.max_body_bytes)
     app.middleware("http")(api_reads_need_reader)
+    app.add_middleware(RateLimitMiddleware, bucket=TokenBucket(
+        server.rate_limit.requests_per_second, server.rate_limit.burst, limits))
+    app.add_middleware(audit.AuditMiddleware, engine=engine, clock=runtime.service.clock)
     app.middleware("http")(security_headers)
     app.middleware("http")(server_timing)
     app.include_router(dashboard_routes.pages)

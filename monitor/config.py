@@ -6,12 +6,14 @@ Loading (YAML, `${VAR}` interpolation, line numbers in errors) lives in
 
 from __future__ import annotations
 
+import hashlib
+import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from monitor.config_slo import Maintenance, Phase, SloConfig, TriggerRule, _check_timezone
-from monitor.units import Duration
+from monitor.units import ByteSize, Duration
 from probes import REGISTRY
 from probes.base import StrictModel, TargetConfig
 
@@ -33,21 +35,92 @@ class ServiceSection(StrictModel):
     environment: str = "production"
 
 
+class TokenDigest(SecretStr):
+    """A plaintext API token after load: only its `sha256:<hex>` digest is kept."""
+
+
 class ApiToken(StrictModel):
-    """A bearer token for the API; `write` may ack, resolve and silence."""
+    """A bearer token for the API: `write` may ack, resolve and silence; `read` only reads.
+
+    Give `token` (plaintext, normally `${ENV_VAR}`) or `token_hash` (`sha256:<64 hex>`,
+    from `primewatch token new`), not both. A plaintext token is hashed as it loads and
+    only the digest is kept, so no repr, dump or memory of the settings holds it. `token`
+    stays a SecretStr (of the digest) so the loader still warns about a literal one.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
     name: Name
     token: SecretStr | None = None
+    token_hash: str | None = Field(default=None, repr=False)
     scope: Literal["read", "write"] = "write"
+
+    @staticmethod
+    def hash(plaintext: str) -> str:
+        """`sha256:<hex>` of a token, the form `token_hash` takes."""
+        return "sha256:" + hashlib.sha256(plaintext.encode()).hexdigest()
+
+    @field_validator("token_hash")
+    @classmethod
+    def _hash_form(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"sha256:[0-9a-fA-F]{64}", value.strip()):
+            raise ValueError("`token_hash` must be \"sha256:\" and 64 hex digits, as "
+                             "`primewatch token new` or `primewatch token hash` print it")
+        return value.strip().lower() if value is not None else None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _hash_plaintext(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        given = [key for key in ("token", "token_hash") if data.get(key) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of `token` (e.g. \"${PRIMEWATCH_TOKEN}\") "
+                             "or `token_hash` (\"sha256:<hex>\", from `primewatch token "
+                             "new`)" + (", not both" if given else ""))
+        plaintext = data.get("token")
+        if isinstance(plaintext, SecretStr) and not isinstance(plaintext, TokenDigest):
+            plaintext = plaintext.get_secret_value()
+        if isinstance(plaintext, str):  # an empty one (unset ${VAR:-}) matches nothing
+            digest = cls.hash(plaintext) if plaintext.strip() else ""
+            return {**data, "token": TokenDigest(digest)}
+        return data
+
+    @property
+    def digest(self) -> bytes | None:
+        """The sha256 digest presented tokens are compared with; None: matches nothing."""
+        text = self.token_hash or (self.token.get_secret_value() if self.token else "")
+        return bytes.fromhex(text.removeprefix("sha256:")) if text else None
+
+
+class RateLimit(StrictModel):
+    """Requests per second per client address on /api/* (a token bucket); 0 disables."""
+
+    requests_per_second: float = Field(default=20.0, ge=0)
+    burst: int = Field(default=100, ge=1)
+    """Requests a client may make at once before the per-second rate applies."""
+
+
+class FailedAuthLimit(StrictModel):
+    """After `max_failures` wrong credentials from one address within `window`, that
+    address gets 429 on anything needing authentication until `window` has passed."""
+
+    max_failures: int = Field(default=10, ge=0)
+    """0 disables the limit."""
+    window: Duration = Field(default=60.0, gt=0)
 
 
 class ServerSection(StrictModel):
-    """Where the web server listens and how links to it are built."""
+    """Where the web server listens, how links to it are built, and who may call it."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     public_url: str | None = None
     tokens: list[ApiToken] = Field(default_factory=list)
+    rate_limit: RateLimit = Field(default_factory=RateLimit)
+    failed_auth: FailedAuthLimit = Field(default_factory=FailedAuthLimit)
+    max_body_bytes: ByteSize = Field(default=1024 * 1024, ge=1024)
+    """Largest request body accepted (413 beyond); `1MiB`, `512KiB` or bytes."""
 
 
 class Retention(StrictModel):
@@ -61,11 +134,16 @@ class Retention(StrictModel):
 class StorageSection(StrictModel):
     """The database and the write path's batching and buffering."""
 
-    url: str = "sqlite:///primewatch.db"
+    url: str = Field(default="sqlite:///primewatch.db", repr=False)  # may hold a password
     retention: Retention = Field(default_factory=Retention)
     batch_size: int = Field(default=500, ge=1, le=100_000)
     flush_interval: Duration = 1.0
     max_buffer: int = Field(default=100_000, ge=100)
+    spill_path: str | None = None
+    """Where results past `max_buffer` wait during an outage (default: `<db>-spill.jsonl`
+    next to a SQLite file, else `primewatch-spill.jsonl` in the working directory)."""
+    spill_max_bytes: ByteSize = Field(default=256 * 1024**2, ge=0)
+    """Cap of the spill file; only past it are results dropped. 0: never spill."""
 
 
 class EscalationStep(StrictModel):
@@ -152,7 +230,7 @@ class WebhookChannel(ChannelBase):
     """A JSON POST signed with HMAC-SHA256."""
 
     type: Literal["webhook"]
-    url: str | None = None
+    url: str | None = Field(default=None, repr=False)  # its path or query is often the key
     secret: SecretStr | None = None
 
     def missing_credentials(self) -> list[str]:
@@ -202,6 +280,9 @@ class AlertingSection(StrictModel):
     """A Jinja2 Markdown file replacing alerts/templates/postmortem.md.j2."""
     timezone: str = "UTC"
     """Time zone of times in post-mortems and messages."""
+    notification_retry_budget: Duration = 900.0
+    """A message still undelivered this long after it was queued (or given up on)
+    pages through the other channels: the alerting path itself is broken."""
 
     # checked at load, not when the first post-mortem is rendered mid-incident
     _timezone_known = field_validator("timezone")(_check_timezone)
@@ -265,6 +346,24 @@ class DashboardSection(StrictModel):
         return self
 
 
+class ClusterSection(StrictModel):
+    """Several `primewatch run` instances sharing one PostgreSQL: all probe; the one
+    holding the advisory lock (the leader) evaluates alert rules and notifies."""
+
+    instance: str | None = Field(default=None, min_length=1, max_length=120)
+    """This instance's name in `/api/v1/cluster`; default `<hostname>:<server.port>`."""
+    heartbeat_interval: Duration = 5.0
+    """Seconds between heartbeats and leadership attempts: a dead leader's successor
+    takes over within about two of these (plus PostgreSQL noticing the lost session)."""
+
+    @field_validator("heartbeat_interval")
+    @classmethod
+    def _heartbeat_in_range(cls, value: float) -> float:
+        if not 0.2 <= value <= 60.0:
+            raise ValueError("`heartbeat_interval` must be between 0.2s and 60s (e.g. 5s)")
+        return value
+
+
 class Settings(StrictModel):
     """The whole validated config."""
 
@@ -279,6 +378,7 @@ class Settings(StrictModel):
     phases: list[Phase] = Field(default_factory=list)
     triggers: list[TriggerRule] = Field(default_factory=list)
     dashboard: DashboardSection = Field(default_factory=DashboardSection)
+    cluster: ClusterSection = Field(default_factory=ClusterSection)
 
     def target(self, name: str) -> TargetConfig | None:
         return next((t for t in self.targets if t.name == name), None)

@@ -71,8 +71,8 @@ class Metrics:
         self.results_written = Counter("primewatch_results_written_total",
                                        "Probe results written to storage", registry=r)
         self.results_dropped = Counter("primewatch_results_dropped_total",
-                                       "Probe results dropped because the write buffer was "
-                                       "full", registry=r)
+                                       "Probe results lost: write buffer and spill file "
+                                       "full, or a spilled record unreadable", registry=r)
         self.results_buffered = Gauge("primewatch_results_buffered",
                                       "Probe results waiting to be written", registry=r)
         self.storage_errors = Counter("primewatch_storage_write_errors_total",
@@ -123,6 +123,13 @@ class Metrics:
             "primewatch_last_evaluation_timestamp_seconds",
             "When the last SLO evaluation tick finished: alert if it stops moving",
             registry=r)
+        self.leader = Gauge(
+            "primewatch_leader",
+            "1 while this instance holds leadership (evaluates alert rules and notifies)",
+            registry=r)
+        self.heartbeat = Gauge(
+            "primewatch_heartbeat_timestamp_seconds",
+            "When this instance last heartbeated into the shared database", registry=r)
         self.targets_stalled = Gauge(
             "primewatch_targets_stalled",
             "Targets not probed for 3 of their intervals (the scheduler or probes hang)",
@@ -137,6 +144,22 @@ class Metrics:
         self.notifications_pending = Gauge("primewatch_notifications_pending",
                                            "Notifications queued and not yet delivered",
                                            registry=r)
+        # The storage-outage path (monitor/sink.py, monitor/spill.py).
+        self.storage_up = Gauge("primewatch_storage_up",
+                                "1 while storage writes succeed, 0 from a failed write "
+                                "until the next one succeeds", registry=r)
+        self.results_spilled = Counter("primewatch_results_spilled_total",
+                                       "Probe results moved to the spill file because the "
+                                       "write buffer was full", registry=r)
+        self.results_replayed = Counter("primewatch_results_replayed_total",
+                                        "Spilled probe results written to storage (also "
+                                        "counted in primewatch_results_written_total)",
+                                        registry=r)
+        self.spill_results = Gauge("primewatch_spill_results",
+                                   "Probe results in the spill file not yet written",
+                                   registry=r)
+        self.spill_bytes = Gauge("primewatch_spill_bytes",
+                                 "Size of the spill file (0 when there is none)", registry=r)
 
     def describe_slos(self, slos: Iterable[SloConfig]) -> None:
         """Publish `primewatch_slo_info` from config, so dashboards can show an SLO's

@@ -22,14 +22,16 @@ from alerts.rules import active_alerts
 from monitor.clock import Clock
 from monitor.config import Settings
 from monitor.ingest import ResultWriter
+from monitor.leadership import Leadership, default_instance_name, members
 from monitor.maintenance import load_stored
 from monitor.metrics import Metrics
 from monitor.retention import prune
 from monitor.scheduler import ProbeScheduler, ScheduledTarget
 from monitor.service import MonitorService
 from monitor.sink import ResultSink
+from monitor.spill import open_spill
 from monitor.storage.alert_events import AlertEvent, record
-from monitor.watchdog import stalled_targets
+from monitor.watchdog import failing_channels, silent_instances, stalled_targets
 from probes import HttpClientPool, ProbeContext, build_probe
 from slo.status import SloStatus
 
@@ -58,7 +60,8 @@ class Runtime:
                                metrics,
                                batch_size=storage.batch_size,
                                flush_interval=storage.flush_interval,
-                               max_buffer=storage.max_buffer)
+                               max_buffer=storage.max_buffer,
+                               spill=open_spill(storage))
         self.scheduler = ProbeScheduler(targets, self.sink.submit, metrics)
         self.statuses: dict[str, SloStatus] = {}
         self._last_prune = 0.0
@@ -68,11 +71,17 @@ class Runtime:
         self.outbox = Outbox(engine, notifiers, clock, on_attempt=lambda channel, outcome:
                              metrics.notifications.labels(channel, outcome).inc())
         self._outbox_task: asyncio.Task[None] | None = None
+        cluster = settings.cluster
+        self.leadership = Leadership(
+            engine, cluster.instance or default_instance_name(settings.server.port),
+            settings.region, interval=cluster.heartbeat_interval)
+        self._leadership_task: asyncio.Task[None] | None = None
         self._running_since: float | None = None
         self._slos_by_name = {slo.name: slo for slo in settings.slos}
         self.last_evaluation_error: str | None = None
         self._sink_task: asyncio.Task[None] | None = None
         self._evaluator_task: asyncio.Task[None] | None = None
+        self._evaluate_now = asyncio.Event()
 
     async def start(self) -> None:
         try:
@@ -83,7 +92,10 @@ class Runtime:
         self._sink_task = asyncio.create_task(self.sink.run(), name="result-sink")
         self._evaluator_task = asyncio.create_task(self._evaluate_forever(),
                                                    name="slo-evaluator")
-        self._outbox_task = asyncio.create_task(self.outbox.run(), name="notification-outbox")
+        self._leadership_task = asyncio.create_task(self._lead_forever(), name="leadership")
+        self._outbox_task = asyncio.create_task(
+            self.outbox.run(active=lambda: self.leadership.is_leader),
+            name="notification-outbox")
         self.scheduler.start()
         self._running_since = time.time()  # wall clock, like the scheduler's last runs
         log.info("probing %d targets, evaluating %d SLOs every %gs",
@@ -93,12 +105,13 @@ class Runtime:
     async def stop(self) -> None:
         longest = max((t.timeout for t in self.settings.targets), default=0.0)
         await self.scheduler.stop(timeout=min(longest, 10.0))
-        for task in (self._evaluator_task, self._outbox_task):
+        for task in (self._evaluator_task, self._outbox_task, self._leadership_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         self.outbox.close()
+        await asyncio.to_thread(self.leadership.release)
         if self._sink_task is not None:
             self.sink.close()
             try:
@@ -136,6 +149,13 @@ class Runtime:
         down = service.down.evaluate(service.engine, now)
         for state in down:
             self.metrics.target_down.labels(state.target).set(1 if state.down else 0)
+        if self._leadership_task is None:
+            self.leadership.step()  # evaluated without `start` (tools, tests): decide now
+        if not self.leadership.is_leader:
+            # Followers probe and keep their own gauges; the leader alone records
+            # alert events, runs incidents and prunes, so nothing happens twice.
+            self.metrics.last_evaluation.set(time.time())
+            return statuses
         record(service.engine, [
             AlertEvent(f"target:{s.target}", "down", "page", s.transition, now, s.reason)
             for s in down if s.transition is not None] + [
@@ -149,6 +169,10 @@ class Runtime:
                                       self._running_since, time.time())
             self.metrics.targets_stalled.set(len(stalled))
             firing += stalled
+        firing += silent_instances(members(service.engine), self.leadership.instance,
+                                   self.leadership.interval, time.time())
+        firing += failing_channels(service.engine,
+                                   self.settings.alerting.notification_retry_budget, now)
         self.incidents.tick(firing, now)
         self.metrics.last_evaluation.set(time.time())
         self._publish_incidents()
@@ -173,6 +197,22 @@ class Runtime:
         from alerts.facts import write_postmortem
         write_postmortem(self.service.engine, self.settings, incident_id, now)
 
+    async def _lead_forever(self) -> None:
+        """Heartbeat and hold (or try for) leadership every `cluster.heartbeat_interval`;
+        a new leader evaluates at once instead of waiting for the next tick."""
+        while True:
+            was_leader = self.leadership.is_leader
+            try:
+                await asyncio.to_thread(self.leadership.step)
+            except Exception as exc:  # boundary: leadership must keep being retried
+                log.warning("leadership step failed: %s", type(exc).__name__)
+            self.metrics.leader.set(1 if self.leadership.is_leader else 0)
+            if self.leadership.last_heartbeat is not None:
+                self.metrics.heartbeat.set(self.leadership.last_heartbeat)
+            if self.leadership.is_leader and not was_leader:
+                self._evaluate_now.set()
+            await asyncio.sleep(self.leadership.interval)
+
     async def _evaluate_forever(self) -> None:
         frozen = False
         while True:
@@ -188,7 +228,10 @@ class Runtime:
             except Exception as exc:  # boundary: one failed tick must not stop evaluation
                 self.last_evaluation_error = f"{type(exc).__name__}: {exc}"[:300]
                 log.warning("SLO evaluation failed: %s", self.last_evaluation_error)
-            await asyncio.sleep(self.settings.alerting.evaluate_every)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._evaluate_now.wait(),
+                                       self.settings.alerting.evaluate_every)
+            self._evaluate_now.clear()
 
 
 def build_notifiers(settings: Settings) -> dict[str, Notifier]:

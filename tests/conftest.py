@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from monitor.config import Settings
+from monitor.leadership import release_all
 from monitor.storage.engine import make_engine, upgrade
 
 REQUIRE_SERVICES = os.environ.get("PRIMEWATCH_REQUIRE_SERVICES") == "1"
@@ -19,6 +20,14 @@ POSTGRES_URL = os.environ.get("PRIMEWATCH_TEST_DATABASE_URL",
 TABLES = ("latency_bins", "slo_rollups", "probe_results", "maintenance_windows", "alert_events",
           "incidents", "incident_events", "notifications", "incident_threads", "silences",
           "instances", "audit_log", "alembic_version")
+
+
+@pytest.fixture(autouse=True)
+def _release_leadership() -> Iterator[None]:
+    """A runtime evaluated without `stop` keeps the PostgreSQL leader lock; release it
+    so the next test's runtime can lead (and the connection is closed, not leaked)."""
+    yield
+    release_all()
 
 
 def service_missing(reason: str) -> None:

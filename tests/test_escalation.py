@@ -300,3 +300,33 @@ def test_incidents_are_routed_by_slo_labels_and_severity(
     assert policies == {"target:api": "default", "target:checkout-api": "payments",
                         "target:refunds-api": "default"}  # tickets: payments pages only
     assert len(hook.deliveries) == 1  # the payments page went to its webhook at once
+
+
+def test_a_channel_failing_past_its_retry_budget_pages_through_the_others(
+        engine: Engine, slack: FakeSlack, hook: FakeWebhook, harness: Any) -> None:
+    from monitor.watchdog import failing_channels
+
+    clock = FakeClock()
+    settings = settings_for(slack, hook, steps=[
+        {"after": "0m", "notify": ["slack-oncall", "escalation-hook"]}])
+    one = harness(settings, clock)
+    slack.fail_next(1000, status=500)  # Slack is down for the whole test
+    one.run([outage()], minutes=10)
+    assert failing_channels(engine, budget=900, now=clock.now()) == []  # still in budget
+    one.run([outage()], minutes=10)
+    alerts = failing_channels(engine, budget=900, now=clock.now())
+    assert [(a.key, a.labels["failing_channel"]) for a in alerts] == [
+        ("notify:slack-oncall", "slack-oncall")]
+    hooks_before = len(hook.deliveries)
+    slack_calls_before = len(slack.requests)
+    one.manager.tick([outage(), *alerts], clock.now())
+    watchdog = next(i for i in list_incidents(engine)[0] if i.key == "notify:slack-oncall")
+    with engine.connect() as connection:
+        queued = connection.execute(select(NotificationRow.channel).where(
+            NotificationRow.incident_id == watchdog.id)).scalars().all()
+    assert queued == ["escalation-hook"]  # not the channel that is failing
+    assert any(e.kind == "channel_failing" for e in timeline(engine, watchdog.id))
+    one.outbox.deliver_due()
+    assert len(hook.deliveries) == hooks_before + 1
+    assert b"Notifications to slack-oncall are failing" in hook.deliveries[-1].body
+    assert len(slack.requests) >= slack_calls_before

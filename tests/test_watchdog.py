@@ -34,3 +34,18 @@ def test_liveness_metrics_for_an_external_prometheus() -> None:
     metrics.last_evaluation.set(T0)
     assert metrics.registry.get_sample_value(
         "primewatch_last_evaluation_timestamp_seconds") == T0
+
+
+def test_an_instance_silent_for_three_heartbeats_pages_unless_it_said_goodbye() -> None:
+    from monitor.storage.models import InstanceRow
+    from monitor.watchdog import silent_instances
+
+    def member(name: str, role: str, heartbeat: float) -> InstanceRow:
+        return InstanceRow(instance=name, region=f"r-{name}", role=role, host="h", pid=1,
+                           started_at=T0, heartbeat_at=heartbeat)
+
+    members = [member("me", "leader", T0), member("gone", "follower", T0 - 16),
+               member("fresh", "follower", T0 - 4), member("left", "stopped", T0 - 600)]
+    alerts = silent_instances(members, "me", interval=5.0, now=T0)
+    assert [a.key for a in alerts] == ["instance:gone"]
+    assert alerts[0].labels["region"] == "r-gone" and "16 s" in alerts[0].summary

@@ -15,7 +15,12 @@ from collections.abc import Awaitable, Callable
 from fastapi import HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
-from monitor.auth import match_token
+from monitor.auth import (
+    match_token,
+    record_actor,
+    record_failure,
+    refuse_if_locked_out,
+)
 from monitor.config import Settings
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -44,20 +49,30 @@ def require_reader(request: Request) -> None:
     mode = settings.dashboard.auth
     if mode == "none":
         return
+    refuse_if_locked_out(request)
     if mode == "basic":
         header = request.headers.get("authorization", "")
-        if header.lower().startswith("bearer ") and match_token(
-                settings.server.tokens, header[7:].strip()) is not None:
-            return  # API clients with a configured token read without a password
+        if header.lower().startswith("bearer "):
+            # API clients with a configured token read without a password
+            token = match_token(settings.server.tokens, header[7:].strip())
+            if token is not None:
+                record_actor(request, token.name)
+                return
         if not _basic_ok(settings, header):
+            if header:
+                record_failure(request)
             raise HTTPException(401, "log in to see the dashboard",
                                 headers={"WWW-Authenticate": 'Basic realm="primewatch"'})
         return
     presented = _presented_token(request)
-    if not presented or match_token(settings.server.tokens, presented) is None:
+    token = match_token(settings.server.tokens, presented) if presented else None
+    if token is None:
+        if presented:
+            record_failure(request)
         raise HTTPException(401, "this dashboard needs a token: open it once with "
                                  "?token=<token> or send Authorization: Bearer <token>",
                             headers={"WWW-Authenticate": "Bearer"})
+    record_actor(request, token.name)
 
 
 async def api_reads_need_reader(request: Request,

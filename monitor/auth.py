@@ -1,29 +1,65 @@
-"""Bearer tokens for the API's write routes, compared in constant time.
+"""Bearer tokens for the API, kept and compared as sha256 digests in constant time.
 
 A deployment with no write token configured refuses every write (403) rather than
-accepting anonymous ones.
+accepting anonymous ones. Wrong credentials count against the client's address
+(`server.failed_auth`); once locked out it gets 429 until the window has passed, even
+with a correct token, so guessing costs a minute per handful of tries.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import math
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
 from monitor.config import ApiToken
+from monitor.ratelimit import FailedAuthLimiter, client_address
+
+ACTOR_STATE = "primewatch_actor"
+"""`request.state` attribute naming the token a request authenticated with (the audit's
+"who"); unset for anonymous requests."""
 
 
 def match_token(tokens: list[ApiToken], presented: str) -> ApiToken | None:
-    """The configured token equal to `presented`; every token is compared, in constant
-    time, so timing tells nothing about how close a guess was."""
+    """The configured token whose digest is sha256(`presented`). Every digest is
+    compared, in constant time, so timing tells nothing about which one or how close."""
+    given = hashlib.sha256(presented.encode()).digest()
     found: ApiToken | None = None
-    given = presented.encode()
     for token in tokens:
-        secret = token.token.get_secret_value().encode() if token.token else b""
-        if secret and hmac.compare_digest(secret, given):
+        digest = token.digest
+        if digest is not None and hmac.compare_digest(digest, given):
             found = token
     return found
+
+
+def _limiter(request: Request) -> FailedAuthLimiter | None:
+    limiter: FailedAuthLimiter | None = getattr(request.app.state, "failed_auth", None)
+    return limiter
+
+
+def refuse_if_locked_out(request: Request) -> None:
+    """429 with Retry-After while this client is locked out for failed authentications."""
+    limiter = _limiter(request)
+    wait = limiter.retry_after(client_address(request.scope)) if limiter else None
+    if wait is not None:
+        seconds = max(1, math.ceil(wait))
+        raise HTTPException(429, "too many failed authentications from this address; "
+                                 f"try again in {seconds}s",
+                            headers={"Retry-After": str(seconds)})
+
+
+def record_failure(request: Request) -> None:
+    """Count wrong credentials presented by this client."""
+    limiter = _limiter(request)
+    if limiter is not None:
+        limiter.record_failure(client_address(request.scope))
+
+
+def record_actor(request: Request, name: str) -> None:
+    setattr(request.state, ACTOR_STATE, name)
 
 
 def _bearer(request: Request) -> str:
@@ -36,14 +72,17 @@ def _bearer(request: Request) -> str:
 
 
 def require_write(request: Request) -> str:
-    """FastAPI dependency: the name of the write-scoped token presented, or 401/403."""
+    """FastAPI dependency: the name of the write-scoped token presented, or 401/403/429."""
+    refuse_if_locked_out(request)
     tokens: list[ApiToken] = request.app.state.runtime.settings.server.tokens
-    if not any(t.token and t.token.get_secret_value() for t in tokens):
+    if not any(t.digest is not None for t in tokens):
         raise HTTPException(403, "writes are disabled: no API token is configured "
                                  "(server.tokens)")
     token = match_token(tokens, _bearer(request))
     if token is None:
+        record_failure(request)
         raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
+    record_actor(request, token.name)
     if token.scope != "write":
         raise HTTPException(403, f"token {token.name!r} is read-only")
     return token.name

@@ -6,21 +6,42 @@ the same everywhere and a password in a URL never reaches a log, an error or a p
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 from pydantic import AfterValidator, Field
 
+SECRET_PARAM = re.compile(
+    r"token|key|secret|pass|pwd|auth|sig|credential|session", re.IGNORECASE)
+"""Query parameter names whose values are credentials (`?token=`, `api_key`, `X-Amz-
+Signature`, `sig`, `password`, ...). Broad on purpose: hiding a harmless value costs
+less than showing a key."""
+
 
 def redact_url(url: str) -> str:
-    """The URL without user:password, safe for logs, the API and dashboards."""
+    """The URL with user:password and credential-like query values replaced by `***`
+    (`https://***@host/path?token=***&region=eu`): the one view of a target URL that
+    logs, the API, /metrics, dashboards, alerts and post-mortems may show."""
     parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
+    netloc = parts.netloc
+    if parts.username is not None or parts.password is not None:
+        host = parts.hostname or ""
+        if ":" in host:  # IPv6 literal
+            host = f"[{host}]"
+        netloc = f"***@{host}:{parts.port}" if parts.port else f"***@{host}"
+    query = "&".join(_redact_param(pair) for pair in parts.query.split("&")) \
+        if parts.query else ""
+    if netloc == parts.netloc and query == parts.query:
         return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def _redact_param(pair: str) -> str:
+    name, equals, value = pair.partition("=")
+    if equals and value and SECRET_PARAM.search(unquote_plus(name)):
+        return f"{name}=***"
+    return pair
 
 
 def check_http_url(value: str) -> str:

@@ -240,3 +240,19 @@ class InstanceRow(Base):
     pid: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[float] = mapped_column(Float(precision=53))
     heartbeat_at: Mapped[float] = mapped_column(Float(precision=53))
+
+
+class AuditRow(Base):
+    """One write request to the API, allowed or refused: who (token name or
+    "anonymous"), what (method, path, outcome), when and from where."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float(precision=53), index=True)
+    actor: Mapped[str] = mapped_column(String(100))
+    method: Mapped[str] = mapped_column(String(10))
+    path: Mapped[str] = mapped_column(String(500))
+    status: Mapped[int] = mapped_column(Integer)
+    client: Mapped[str] = mapped_column(String(100))
+    summary: Mapped[str] = mapped_column(String(500))

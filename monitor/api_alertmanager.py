@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from alerts.escalation import EXTERNAL_PREFIX
 from alerts.rules import ActiveAlert, Severity
+from monitor.api_schemas import AlertmanagerReceipt, errors, in_range
 from monitor.auth import Writer
 from monitor.runtime import Runtime
 
@@ -102,7 +103,9 @@ def to_active(alert: AlertmanagerAlert) -> ActiveAlert:
     The `severity` label is rewritten to page/ticket (the original kept as
     `alertmanager_severity`): the manager compares that label with the incident's
     severity to notice upgrades, so a raw "critical" would look like a new page on every
-    re-send and restart escalation each time.
+    re-send and restart escalation each time. A `startsAt` outside 1970..9999 (a broken
+    clock, Go's zero time) counts as unknown, so the impact starts when the incident opens:
+    such a time could not be shown.
     """
     labels = dict(alert.labels)
     severity = severity_of(labels)
@@ -115,10 +118,11 @@ def to_active(alert: AlertmanagerAlert) -> ActiveAlert:
     summary = (annotations.get("description") or annotations.get("summary") or title).strip()
     slo = labels.get("slo") or labels.get("primewatch_slo")
     target = labels.get("target")
+    since = alert.starts_at.timestamp()
     return ActiveAlert(
         key=alert_key(alert), kind=KIND, severity=severity, title=title, summary=summary,
         slo=slo[:100] if slo else None, target=target[:100] if target else None,
-        labels=labels, since=alert.starts_at.timestamp())
+        labels=labels, since=since if in_range(since) else None)
 
 
 def split(body: AlertmanagerWebhook) -> tuple[list[ActiveAlert], list[str]]:
@@ -140,7 +144,8 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-@router.post("/api/v1/alertmanager")
+@router.post("/api/v1/alertmanager", response_model=AlertmanagerReceipt,
+             responses=errors(401, 403, 503))
 async def receive(request: Request, body: AlertmanagerWebhook,
                   writer: Writer) -> dict[str, Any]:
     """Open, update or resolve one incident per alert; the ids of those touched."""

@@ -36,6 +36,19 @@ from alerts.store import (
     postmortem_text,
     timeline,
 )
+from monitor.api_schemas import (
+    LATEST_TS,
+    MAX_ID,
+    IncidentDetail,
+    IncidentPage,
+    RowId,
+    SilenceExpired,
+    SilenceList,
+    SilenceView,
+    SlackReply,
+    errors,
+    in_range,
+)
 from monitor.auth import Writer
 from monitor.config import Settings, SlackChannel
 from monitor.errors import NotFoundError
@@ -45,6 +58,7 @@ from monitor.units import Duration, format_duration
 router = APIRouter()
 
 SLACK_SILENCE_SECONDS = 3600.0  # the "Silence 1h" button
+MAX_SILENCE_SECONDS = 10 * 366 * 86400.0
 MAX_SLACK_BODY = 1 << 20  # bytes; the body is read before it is verified
 
 
@@ -75,8 +89,15 @@ class SilenceRequest(BaseModel):
         for moment in (self.starts_at, self.ends_at):
             if moment is not None and moment.tzinfo is None:
                 raise ValueError("times need a time zone, e.g. 2026-12-01T02:00:00Z")
-        if self.duration is not None and self.duration <= 0:
-            raise ValueError("`duration` must be positive")
+            if moment is not None and not in_range(moment.timestamp()):
+                raise ValueError("times must lie between 1970 and 9999")
+        if self.duration is not None:
+            # `not (a < x <= b)` also refuses NaN, which JSON parsing lets through
+            if not 0 < self.duration <= MAX_SILENCE_SECONDS:
+                raise ValueError("`duration` must be positive and at most 10 years")
+            if self.starts_at is not None and \
+                    self.starts_at.timestamp() + self.duration > LATEST_TS:
+                raise ValueError("the silence would end after 9999")
         return self
 
 
@@ -119,13 +140,14 @@ async def _detail(runtime: Runtime, incident_id: int) -> dict[str, Any]:
 # -- incidents ----------------------------------------------------------------------
 
 
-@router.get("/api/v1/incidents", tags=["incidents"])
+@router.get("/api/v1/incidents", tags=["incidents"], response_model=IncidentPage,
+            responses=errors(503))
 async def list_all(
     request: Request,
     status: Annotated[Literal["triggered", "acknowledged", "resolved"] | None, Query(
         description="only incidents in this state")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> dict[str, Any]:
     """Incidents, newest first, one page at a time (`total` counts every match)."""
     runtime = _runtime(request)
@@ -135,14 +157,16 @@ async def list_all(
             "limit": limit, "offset": offset}
 
 
-@router.get("/api/v1/incidents/{incident_id}", tags=["incidents"])
-async def get_one(request: Request, incident_id: int) -> dict[str, Any]:
+@router.get("/api/v1/incidents/{incident_id}", tags=["incidents"],
+            response_model=IncidentDetail, responses=errors(404, 503))
+async def get_one(request: Request, incident_id: RowId) -> dict[str, Any]:
     """One incident with its timeline."""
     return await _detail(_runtime(request), incident_id)
 
 
-@router.post("/api/v1/incidents/{incident_id}/ack", tags=["incidents"])
-async def acknowledge(request: Request, incident_id: int, writer: Writer,
+@router.post("/api/v1/incidents/{incident_id}/ack", tags=["incidents"],
+             response_model=IncidentDetail, responses=errors(401, 403, 404, 409, 503))
+async def acknowledge(request: Request, incident_id: RowId, writer: Writer,
                       body: Annotated[ActionRequest | None, Body()] = None) -> dict[str, Any]:
     """Stop escalation; 409 when the incident is already resolved."""
     runtime = _runtime(request)
@@ -158,8 +182,9 @@ async def acknowledge(request: Request, incident_id: int, writer: Writer,
     return await _detail(runtime, incident_id)
 
 
-@router.post("/api/v1/incidents/{incident_id}/resolve", tags=["incidents"])
-async def resolve(request: Request, incident_id: int, writer: Writer,
+@router.post("/api/v1/incidents/{incident_id}/resolve", tags=["incidents"],
+             response_model=IncidentDetail, responses=errors(401, 403, 404, 503))
+async def resolve(request: Request, incident_id: RowId, writer: Writer,
                   body: Annotated[ActionRequest | None, Body()] = None) -> dict[str, Any]:
     """Resolve by hand; resolving a resolved incident changes nothing and answers 200.
 
@@ -183,9 +208,11 @@ def _comment(runtime: Runtime, incident_id: int, by: str, text: str, now: float)
 
 
 @router.get("/api/v1/incidents/{incident_id}/postmortem", tags=["incidents"],
-            response_class=Response,
-            responses={200: {"content": {"text/markdown": {}}}})
-async def postmortem(request: Request, incident_id: int) -> Response:
+            response_class=Response, responses={
+                200: {"content": {"text/markdown": {"schema": {"type": "string"}}},
+                      "description": "The draft, in Markdown"},
+                **errors(404, 409, 503)})
+async def postmortem(request: Request, incident_id: RowId) -> Response:
     """The post-mortem draft (Markdown) of a resolved incident.
 
     The draft is written when the incident resolves; if that failed or predates the
@@ -222,7 +249,8 @@ def silence_json(silence: Silence, now: float) -> dict[str, Any]:
             "ends_at_iso": _iso(silence.ends_at)}
 
 
-@router.post("/api/v1/silences", tags=["silences"], status_code=201)
+@router.post("/api/v1/silences", tags=["silences"], status_code=201,
+             response_model=SilenceView, responses=errors(401, 403, 503))
 async def create(request: Request, body: SilenceRequest, writer: Writer) -> dict[str, Any]:
     """Silence alerts whose labels match every matcher, from `starts_at` (default now)."""
     runtime = _runtime(request)
@@ -240,7 +268,8 @@ async def create(request: Request, body: SilenceRequest, writer: Writer) -> dict
     return silence_json(silence, now)
 
 
-@router.get("/api/v1/silences", tags=["silences"])
+@router.get("/api/v1/silences", tags=["silences"], response_model=SilenceList,
+            responses=errors(503))
 async def list_all_silences(request: Request,
                             include_expired: Annotated[bool, Query()] = False
                             ) -> dict[str, Any]:
@@ -252,8 +281,9 @@ async def list_all_silences(request: Request,
     return {"items": [silence_json(s, now) for s in found]}
 
 
-@router.get("/api/v1/silences/{silence_id}", tags=["silences"])
-async def get_one_silence(request: Request, silence_id: int) -> dict[str, Any]:
+@router.get("/api/v1/silences/{silence_id}", tags=["silences"], response_model=SilenceView,
+            responses=errors(404, 503))
+async def get_one_silence(request: Request, silence_id: RowId) -> dict[str, Any]:
     runtime = _runtime(request)
     silence = await asyncio.to_thread(get_silence, runtime.service.engine, silence_id)
     if silence is None:
@@ -261,8 +291,9 @@ async def get_one_silence(request: Request, silence_id: int) -> dict[str, Any]:
     return silence_json(silence, runtime.service.clock.now())
 
 
-@router.delete("/api/v1/silences/{silence_id}", tags=["silences"])
-async def expire(request: Request, silence_id: int, writer: Writer) -> dict[str, Any]:
+@router.delete("/api/v1/silences/{silence_id}", tags=["silences"],
+               response_model=SilenceExpired, responses=errors(401, 403, 404, 503))
+async def expire(request: Request, silence_id: RowId, writer: Writer) -> dict[str, Any]:
     """End a silence now; it stays listed with `include_expired` for the record."""
     runtime = _runtime(request)
     now = runtime.service.clock.now()
@@ -303,7 +334,15 @@ def _ephemeral(text: str) -> JSONResponse:
     return JSONResponse({"response_type": "ephemeral", "text": text})
 
 
-@router.post("/slack/actions", tags=["slack"])
+SLACK_FORM = {"requestBody": {"required": True, "content": {
+    "application/x-www-form-urlencoded": {"schema": {
+        "type": "object", "required": ["payload"],
+        "properties": {"payload": {"type": "string",
+                                   "description": "Slack's block_actions payload (JSON)"}}}}}}}
+
+
+@router.post("/slack/actions", tags=["slack"], response_model=SlackReply,
+             responses=errors(401, 404), openapi_extra=SLACK_FORM)
 async def slack_actions(request: Request) -> JSONResponse:
     """A Slack button press (ack, resolve, silence 1h) on an incident message."""
     runtime = _runtime(request)

@@ -13,6 +13,14 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from monitor.api_schemas import (
+    MaintenanceCreated,
+    MaintenanceDeleted,
+    MaintenanceList,
+    RowId,
+    errors,
+    in_range,
+)
 from monitor.auth import Writer
 from monitor.backfill import backfill
 from monitor.errors import NotFoundError
@@ -40,6 +48,8 @@ class MaintenanceRequest(BaseModel):
         for moment in (self.start, self.end):
             if moment.tzinfo is None:
                 raise ValueError("start and end need a time zone, e.g. 2026-12-01T02:00:00Z")
+            if not in_range(moment.timestamp()):
+                raise ValueError("start and end must lie between 1970 and 9999")
         if self.end <= self.start:
             raise ValueError("end must be after start")
         if (self.end - self.start).total_seconds() > 31 * 86400:
@@ -66,14 +76,15 @@ def window_json(window: Window) -> dict[str, Any]:
     }
 
 
-@router.get("/api/v1/maintenance")
+@router.get("/api/v1/maintenance", response_model=MaintenanceList)
 async def list_windows(request: Request) -> dict[str, Any]:
     """Every maintenance window, from config and from the API."""
     windows = _runtime(request).service.calendar.windows()
     return {"items": [window_json(w) for w in windows]}
 
 
-@router.post("/api/v1/maintenance", status_code=201)
+@router.post("/api/v1/maintenance", status_code=201, response_model=MaintenanceCreated,
+             responses=errors(401, 403, 404, 503))
 async def create_window(request: Request, body: MaintenanceRequest,
                         writer: Writer) -> dict[str, Any]:
     """Create a window; one reaching into the past re-derives the affected SLOs."""
@@ -95,8 +106,9 @@ async def create_window(request: Request, body: MaintenanceRequest,
     return {**window_json(stored), "rederived_days": report}
 
 
-@router.delete("/api/v1/maintenance/{window_id}")
-async def delete_window(request: Request, window_id: int, writer: Writer) -> dict[str, Any]:
+@router.delete("/api/v1/maintenance/{window_id}", response_model=MaintenanceDeleted,
+               responses=errors(401, 403, 404, 503))
+async def delete_window(request: Request, window_id: RowId, writer: Writer) -> dict[str, Any]:
     """Remove an API window; results it excluded count again."""
     runtime = _runtime(request)
     window = next((w for w in runtime.service.calendar.windows() if w.id == window_id), None)

@@ -17,7 +17,15 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from monitor import __version__, cli_export, cli_postmortem, cli_report, cli_slo
+from monitor import (
+    __version__,
+    cli_db,
+    cli_export,
+    cli_postmortem,
+    cli_report,
+    cli_slo,
+    cli_token,
+)
 from monitor.config_loader import LoadedConfig, load_config
 from monitor.errors import ConfigError
 from monitor.observability import LogFormat, configure_logging, init_sentry
@@ -72,11 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     db = commands.add_parser("db", help="database maintenance")
     db_commands = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     db_commands.add_parser("upgrade", help="create or migrate the schema to the latest version")
+    cli_db.add_parsers(db_commands)
 
     cli_slo.add_parsers(commands)
     cli_report.add_parsers(commands)
     cli_postmortem.add_parsers(commands)
     cli_export.add_parsers(commands)
+    cli_token.add_parsers(commands)
 
     demo = commands.add_parser("demo-target", help="serve the bundled PrimeTrade-like demo API")
     demo.add_argument("--host", default="127.0.0.1")
@@ -94,6 +104,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return demo_target.main(["--host", args.host, "--port", str(args.port)])
     if args.command == "import":
         return cli_export.run_import(args)
+    if args.command == "token":  # needs no config
+        return cli_token.run(args)
     try:
         loaded = load_config(args.config, os.environ)
     except ConfigError as exc:
@@ -125,7 +137,9 @@ def _check(loaded: LoadedConfig, _args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _db(loaded: LoadedConfig, _args: argparse.Namespace) -> int:
+def _db(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    if args.db_command in cli_db.ACTIONS:
+        return cli_db.run(loaded, args)
     from monitor.storage.engine import current_revision, make_engine, upgrade
     engine = make_engine(loaded.settings.storage.url)
     upgrade(engine)

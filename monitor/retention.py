@@ -1,44 +1,93 @@
 """Retention: raw results, minute and hour rollups pruned per `storage.retention`.
 
-Deletes go in bounded batches (a few thousand rows or a few hours of buckets per
-transaction) so pruning a large backlog never locks the database for long. Day rollups
-are kept: one row per SLO per day is the long-term record.
+Every transaction deletes at most `batch` rows, so pruning a large backlog never holds
+SQLite's single write lock (or PostgreSQL row locks) for long: the result sink's writes
+interleave. Each batch is picked by index range seeks, per target on (target,
+started_at) and per SLO on the (slo, resolution, bucket_start) primary keys, so a pass
+costs what it deletes rather than the size of the tables: "resolution = ? AND
+bucket_start < ?" over all SLOs, or raw rows picked by id, scanned the whole table for
+every batch. Day rollups are kept: one row per SLO per day is the long-term record.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import ColumnElement, Connection, Engine, Table, delete, select, text, tuple_
 
 from monitor.config import Retention
 from monitor.storage.models import ProbeResultRow
-from monitor.storage.rollups import HOUR, MINUTE, prune_resolution
+from monitor.storage.rollups import BINS, HOUR, MINUTE, ROLLUPS
+
+RESULTS: Table = ProbeResultRow.__table__  # type: ignore[assignment]
+NAMES_PER_STATEMENT = 500  # targets or SLOs per IN list: far below SQLite's 32,766 limit
 
 
 @dataclass(frozen=True, slots=True)
 class PruneReport:
+    """Rows deleted per kind, and in how many transactions."""
+
     raw: int
     minute: int
     hour: int
+    transactions: int = 0
 
 
 def prune(engine: Engine, retention: Retention, now: float, *, batch: int = 5000) -> PruneReport:
     """Delete everything older than its retention; returns rows deleted per kind."""
-    raw = prune_raw(engine, now - retention.raw, batch=batch)
-    minute = prune_resolution(engine, MINUTE, int(now - retention.minute))
-    hour = prune_resolution(engine, HOUR, int(now - retention.hour))
-    return PruneReport(raw, minute, hour)
+    if batch < 1:
+        raise ValueError("batch must be at least 1")
+    with engine.connect() as connection:
+        targets = distinct_values(connection, "probe_results", "target")
+        # Bins are written with their rollup row, but a bin without one is pruned too.
+        slos = sorted(set(distinct_values(connection, "slo_rollups", "slo"))
+                      | set(distinct_values(connection, "latency_bins", "slo")))
+    raw, transactions = _drain(engine, RESULTS, targets,
+                               RESULTS.c.started_at < now - retention.raw, batch)
+    deleted: dict[int, int] = {}
+    for resolution, kept in ((MINUTE, retention.minute), (HOUR, retention.hour)):
+        deleted[resolution] = 0
+        for table in (ROLLUPS, BINS):
+            rows, count = _drain(engine, table, slos, (table.c.resolution == resolution)
+                                 & (table.c.bucket_start < int(now - kept)), batch)
+            deleted[resolution] += rows
+            transactions += count
+    return PruneReport(raw, deleted[MINUTE], deleted[HOUR], transactions)
 
 
-def prune_raw(engine: Engine, cutoff: float, *, batch: int = 5000) -> int:
-    deleted = 0
-    while True:
-        with engine.begin() as connection:
-            ids = list(connection.execute(
-                select(ProbeResultRow.id).where(ProbeResultRow.started_at < cutoff)
-                .order_by(ProbeResultRow.id).limit(batch)).scalars())
-            if not ids:
-                return deleted
-            connection.execute(delete(ProbeResultRow).where(ProbeResultRow.id.in_(ids)))
-            deleted += len(ids)
+def _drain(engine: Engine, table: Table, names: Sequence[str],
+           expired: ColumnElement[bool], batch: int) -> tuple[int, int]:
+    """Delete `table`'s expired rows of these targets or SLOs (its first key column),
+    `batch` rows per transaction: (rows, transactions)."""
+    key = table.primary_key.columns.values()
+    name = table.c.target if table is RESULTS else table.c.slo
+    deleted = transactions = 0
+    for first in range(0, len(names), NAMES_PER_STATEMENT):
+        chunk = list(names[first:first + NAMES_PER_STATEMENT])
+        # Which rows does not matter, only that they expired: no ORDER BY, no sort.
+        some = select(*key).where(name.in_(chunk), expired).limit(batch)
+        statement = delete(table).where(
+            key[0].in_(some) if len(key) == 1 else tuple_(*key).in_(some))
+        while True:
+            with engine.begin() as connection:
+                rows = connection.execute(statement).rowcount
+            if rows > 0:
+                deleted += rows
+                transactions += 1
+            if rows < batch:
+                break
+    return deleted, transactions
+
+
+def distinct_values(connection: Connection, table: str, column: str) -> list[str]:
+    """Distinct values of an indexed leading column, one index seek each (a "loose index
+    scan"): SELECT DISTINCT would read every index entry, millions for results."""
+    query = text(f"""
+        WITH RECURSIVE walk(value) AS (
+            SELECT min({column}) FROM {table}
+            UNION ALL
+            SELECT (SELECT min({column}) FROM {table} WHERE {column} > walk.value)
+            FROM walk WHERE walk.value IS NOT NULL)
+        SELECT value FROM walk WHERE value IS NOT NULL""")
+    return [str(value) for value in connection.execute(query).scalars()]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, event, func, select
 
 from monitor.cli import main
 from monitor.config import Retention
@@ -14,7 +15,7 @@ from monitor.ingest import ResultWriter
 from monitor.retention import prune
 from monitor.storage import repository, rollups
 from monitor.storage.engine import make_engine, upgrade
-from monitor.storage.models import SloRollup
+from monitor.storage.models import LatencyBin, ProbeResultRow, SloRollup
 from probes.base import ProbeResult
 from tests.conftest import make_settings
 
@@ -89,3 +90,72 @@ def test_upgrade_is_idempotent_on_a_migrated_database(tmp_path: Path) -> None:
     upgrade(engine)
     upgrade(engine)
     engine.dispose()
+
+
+def test_a_large_backlog_is_pruned_completely_in_bounded_transactions(engine: Engine) -> None:
+    now = 1_767_225_600 + 30 * DAY
+    retention = Retention(raw=2 * DAY, minute=5 * DAY, hour=10 * DAY)
+    slos = [{"name": f"{t}-{kind}", "target": t, "sli": kind, "objective": 90, "window": "1d",
+             **({"threshold": "200ms"} if kind == "latency" else {})}
+            for t in ("api", "web", "gone") for kind in ("availability", "latency")]
+    targets = [{"name": t, "type": "http", "url": "http://127.0.0.1:1/"}
+               for t in ("api", "web", "gone")]
+    writer = ResultWriter(engine, make_settings(targets=targets, slos=slos).slos)
+
+    def span(start: float, count: int) -> list[ProbeResult]:
+        return [ProbeResult(target=t, started_at=start + i * 600, ok=i % 50 != 0,
+                            latency=0.01 * (1 + i % 40)) for t in ("api", "web", "gone")
+                for i in range(count)]
+
+    writer(span(now - 3 * DAY, 3 * 144))  # the newest 3 days, written first
+    writer(span(now - 20 * DAY, 17 * 144))  # a late backlog: old times, higher ids
+    cutoffs = {"raw": now - retention.raw, rollups.MINUTE: now - retention.minute,
+               rollups.HOUR: now - retention.hour, rollups.DAY: 0}
+    kept_before = _kept(engine, cutoffs)
+
+    deletes: list[int] = [0]
+    per_transaction: list[int] = []
+
+    def count(_conn: object, cursor: Any, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("DELETE"):
+            deletes[0] += max(cursor.rowcount, 0)
+
+    def commit(_conn: object) -> None:
+        per_transaction.append(deletes[0])
+        deletes[0] = 0
+
+    event.listen(engine, "after_cursor_execute", count)
+    event.listen(engine, "commit", commit)
+    try:
+        report = prune(engine, retention, now, batch=300)
+    finally:
+        event.remove(engine, "after_cursor_execute", count)
+        event.remove(engine, "commit", commit)
+
+    assert _kept(engine, cutoffs) == kept_before  # everything within retention untouched
+    with engine.connect() as connection:
+        oldest_raw = connection.execute(select(func.min(ProbeResultRow.started_at))).scalar()
+        assert oldest_raw is not None and oldest_raw >= cutoffs["raw"]
+        for resolution in (rollups.MINUTE, rollups.HOUR):
+            for model in (SloRollup, LatencyBin):
+                oldest = connection.execute(select(func.min(model.bucket_start)).where(
+                    model.resolution == resolution)).scalar()
+                assert oldest is not None and oldest >= cutoffs[resolution]
+    assert report.raw == 3 * (20 - 2) * 144
+    assert sum(per_transaction) == report.raw + report.minute + report.hour
+    assert max(per_transaction) <= 300  # no transaction deletes more than `batch` rows
+    assert report.transactions >= (report.raw + report.minute + report.hour) / 300
+
+
+def _kept(engine: Engine, cutoffs: dict[Any, float]) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row each kind keeps at these cutoffs."""
+    with engine.connect() as connection:
+        kept = {"raw": sorted(tuple(r) for r in connection.execute(
+            select(ProbeResultRow).where(ProbeResultRow.started_at >= cutoffs["raw"])))}
+        for model in (SloRollup, LatencyBin):
+            for resolution in (rollups.MINUTE, rollups.HOUR, rollups.DAY):
+                kept[f"{model.__tablename__}/{resolution}"] = sorted(
+                    tuple(r) for r in connection.execute(select(model.__table__).where(
+                        model.resolution == resolution,
+                        model.bucket_start >= cutoffs[resolution])))
+    return kept

@@ -175,25 +175,3 @@ def delete_span(connection: Connection, slos: Iterable[str], start: int, end: in
                                                table.c.bucket_start >= start,
                                                table.c.bucket_start < end))
 
-
-def prune_resolution(engine: Engine, resolution: int, cutoff: int, *,
-                     batch_seconds: int = 6 * HOUR) -> int:
-    """Delete one tier's rows older than `cutoff`, a few hours of buckets per transaction,
-    so pruning a large backlog never holds a long lock. Returns rows deleted."""
-    deleted = 0
-    with engine.connect() as connection:
-        oldest = connection.execute(select(func.min(SloRollup.bucket_start))
-                                    .where(SloRollup.resolution == resolution)).scalar()
-    if oldest is None:
-        return 0
-    start = int(oldest)
-    while start < cutoff:
-        stop = min(cutoff, start + batch_seconds)
-        with engine.begin() as connection:
-            for table in (ROLLUPS, BINS):
-                result = connection.execute(delete(table).where(
-                    table.c.resolution == resolution, table.c.bucket_start >= start,
-                    table.c.bucket_start < stop))
-                deleted += result.rowcount or 0
-        start = stop
-    return deleted

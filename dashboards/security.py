@@ -10,10 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Awaitable, Callable
 
 from fastapi import HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from monitor.auth import (
     match_token,
@@ -32,15 +32,6 @@ HEADERS = {
     "X-Frame-Options": "DENY",
 }
 TOKEN_COOKIE = "primewatch_token"
-
-
-async def security_headers(request: Request,
-                           call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-    """HTTP middleware: the headers above on every response (API and pages alike)."""
-    response = await call_next(request)
-    for name, value in HEADERS.items():
-        response.headers.setdefault(name, value)
-    return response
 
 
 def require_reader(request: Request) -> None:
@@ -75,19 +66,26 @@ def require_reader(request: Request) -> None:
     record_actor(request, token.name)
 
 
-async def api_reads_need_reader(request: Request,
-                                call_next: Callable[[Request], Awaitable[Response]]
-                                ) -> Response:
-    """HTTP middleware: the JSON API's reads are as private as the pages (its writes
+class ApiReadsNeedReader:
+    """ASGI middleware: the JSON API's reads are as private as the pages (its writes
     check their write token themselves). /healthz, /readyz and /metrics stay open for
-    orchestrators and Prometheus."""
-    if request.url.path.startswith("/api/v1/") and request.method in ("GET", "HEAD"):
-        try:
-            require_reader(request)
-        except HTTPException as exc:
-            return JSONResponse({"error": {"status": exc.status_code, "message": exc.detail}},
-                                status_code=exc.status_code, headers=exc.headers)
-    return await call_next(request)
+    orchestrators and Prometheus. Pure ASGI: it reads only headers, never the body."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/api/v1/") and \
+                scope["method"] in ("GET", "HEAD"):
+            try:
+                require_reader(Request(scope, receive))
+            except HTTPException as exc:
+                response = JSONResponse(
+                    {"error": {"status": exc.status_code, "message": exc.detail}},
+                    status_code=exc.status_code, headers=exc.headers)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _basic_ok(settings: Settings, header: str) -> bool:

@@ -129,6 +129,8 @@ class Retention(StrictModel):
     raw: Duration = 14 * 86400.0
     minute: Duration = 35 * 86400.0
     hour: Duration = 400 * 86400.0
+    audit: Duration = 400 * 86400.0
+    """The write audit (`audit_log`): who changed what, kept for reviews."""
 
 
 class StorageSection(StrictModel):

@@ -1,4 +1,5 @@
-"""Retention: raw results, minute and hour rollups pruned per `storage.retention`.
+"""Retention: raw results, minute and hour rollups and the write audit pruned per
+`storage.retention`.
 
 Every transaction deletes at most `batch` rows, so pruning a large backlog never holds
 SQLite's single write lock (or PostgreSQL row locks) for long: the result sink's writes
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Connection, Engine, Table, delete, select, text, tuple_
 
 from monitor.config import Retention
-from monitor.storage.models import ProbeResultRow
+from monitor.storage.models import AuditRow, ProbeResultRow
 from monitor.storage.rollups import BINS, HOUR, MINUTE, ROLLUPS
 
 RESULTS: Table = ProbeResultRow.__table__  # type: ignore[assignment]
@@ -32,6 +33,7 @@ class PruneReport:
     minute: int
     hour: int
     transactions: int = 0
+    audit: int = 0
 
 
 def prune(engine: Engine, retention: Retention, now: float, *, batch: int = 5000) -> PruneReport:
@@ -53,7 +55,23 @@ def prune(engine: Engine, retention: Retention, now: float, *, batch: int = 5000
                                  & (table.c.bucket_start < int(now - kept)), batch)
             deleted[resolution] += rows
             transactions += count
-    return PruneReport(raw, deleted[MINUTE], deleted[HOUR], transactions)
+    audit, count = prune_audit(engine, now - retention.audit, batch)
+    return PruneReport(raw, deleted[MINUTE], deleted[HOUR], transactions + count, audit)
+
+
+def prune_audit(engine: Engine, cutoff: float, batch: int) -> tuple[int, int]:
+    """Audit entries older than `cutoff`, `batch` per transaction by the `at` index:
+    (rows, transactions)."""
+    some = select(AuditRow.id).where(AuditRow.at < cutoff).limit(batch)
+    deleted = transactions = 0
+    while True:
+        with engine.begin() as connection:
+            rows = connection.execute(delete(AuditRow).where(AuditRow.id.in_(some))).rowcount
+        if rows > 0:
+            deleted += rows
+            transactions += 1
+        if rows < batch:
+            return deleted, transactions
 
 
 def _drain(engine: Engine, table: Table, names: Sequence[str],

@@ -179,9 +179,10 @@ class Runtime:
         if now - self._last_prune >= PRUNE_EVERY:
             self._last_prune = now
             report = prune(service.engine, self.settings.storage.retention, now)
-            if report.raw or report.minute or report.hour:
-                log.info("retention: pruned %d results, %d minute and %d hour rollup rows",
-                         report.raw, report.minute, report.hour)
+            if report.raw or report.minute or report.hour or report.audit:
+                log.info("retention: pruned %d results, %d minute and %d hour rollup rows, "
+                         "%d audit entries", report.raw, report.minute, report.hour,
+                         report.audit)
         return statuses
 
     def _publish_incidents(self) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, event, func, insert, select
 
 from monitor.cli import main
 from monitor.config import Retention
@@ -15,7 +15,7 @@ from monitor.ingest import ResultWriter
 from monitor.retention import prune
 from monitor.storage import repository, rollups
 from monitor.storage.engine import make_engine, upgrade
-from monitor.storage.models import LatencyBin, ProbeResultRow, SloRollup
+from monitor.storage.models import AuditRow, LatencyBin, ProbeResultRow, SloRollup
 from probes.base import ProbeResult
 from tests.conftest import make_settings
 
@@ -159,3 +159,19 @@ def _kept(engine: Engine, cutoffs: dict[Any, float]) -> dict[str, list[tuple[Any
                         model.resolution == resolution,
                         model.bucket_start >= cutoffs[resolution])))
     return kept
+
+
+def test_the_write_audit_is_kept_for_its_retention_then_pruned(engine: Engine) -> None:
+    now = 1_767_225_600.0
+    day = 86400.0
+    with engine.begin() as connection:
+        connection.execute(insert(AuditRow), [
+            {"at": now - age * day, "actor": "oncall", "method": "POST",
+             "path": f"/api/v1/incidents/{age}/ack", "status": 200, "client": "127.0.0.1",
+             "summary": "ack"} for age in (1, 399, 401, 500)])
+    retention = Retention(raw=14 * day, minute=35 * day, hour=400 * day, audit=400 * day)
+    report = prune(engine, retention, now, batch=1)
+    assert report.audit == 2
+    with engine.connect() as connection:
+        kept = sorted(connection.execute(select(AuditRow.path)).scalars())
+    assert kept == ["/api/v1/incidents/1/ack", "/api/v1/incidents/399/ack"]

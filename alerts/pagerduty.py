@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -28,6 +27,7 @@ import httpx
 from alerts.notification import Delivery, Event, Notification, Severity
 from alerts.retry_after import retry_after_seconds
 from monitor.config import PagerDutyChannel
+from monitor.timestamps import iso_utc
 
 TIMEOUT = 10.0
 SUMMARY_LIMIT = 1024
@@ -70,7 +70,7 @@ def _payload(notification: Notification) -> dict[str, Any]:
         "summary": _truncate(notification.summary or notification.title, SUMMARY_LIMIT),
         "source": notification.target or "primewatch",
         "severity": SEVERITIES[notification.severity],
-        "timestamp": _iso(notification.occurred_at),
+        "timestamp": iso_utc(notification.occurred_at),
         "custom_details": {
             "title": notification.title,
             "event": notification.event,
@@ -94,10 +94,6 @@ def _links(notification: Notification) -> list[dict[str, str]]:
 
 def _truncate(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _iso(unix: float) -> str:
-    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds")
 
 
 def _finite(value: float | None) -> float | None:
@@ -172,6 +168,3 @@ def _reason(answer: Mapping[str, Any], response: httpx.Response) -> str:
     if isinstance(errors, list) and errors:
         text += " (" + "; ".join(str(error) for error in errors) + ")"
     return text
-
-
-

@@ -57,7 +57,6 @@ import json
 import math
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -65,6 +64,7 @@ import httpx
 from alerts.notification import Delivery, Notification
 from alerts.retry_after import retry_after_seconds
 from monitor.config import WebhookChannel
+from monitor.timestamps import iso_utc
 
 TIMEOUT = 10.0
 VERSION = "1"
@@ -102,7 +102,7 @@ def webhook_body(notification: Notification) -> dict[str, Any]:
         "version": VERSION,
         "event": notification.event,
         "key": notification.key,
-        "occurred_at": _iso(notification.occurred_at),
+        "occurred_at": iso_utc(notification.occurred_at),
         "incident": {
             "id": notification.incident_id,
             "title": notification.title,
@@ -127,10 +127,6 @@ def encode(body: dict[str, Any]) -> bytes:
     """Compact UTF-8 JSON: the exact bytes that are signed and sent."""
     return json.dumps(body, ensure_ascii=False, separators=(",", ":"),
                       allow_nan=False).encode()
-
-
-def _iso(unix: float) -> str:
-    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds")
 
 
 def _finite(value: float | None) -> float | None:
@@ -205,5 +201,3 @@ class WebhookNotifier:
 def _excerpt(response: httpx.Response) -> str:
     text = " ".join(response.text[:200].split())
     return text or response.reason_phrase
-
-

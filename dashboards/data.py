@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -45,16 +46,14 @@ class TtlCache:
         now = self._monotonic()
         with self._lock:
             found = self._made.get(key)
-            age = now - found[0] if found is not None else None
-            stale = age is not None and age >= fresh_for
-            refresh = stale and age is not None and age < keep_for \
-                and key not in self._refreshing
+            age = math.inf if found is None else now - found[0]
+            refresh = fresh_for <= age < keep_for and key not in self._refreshing
             if refresh:
                 self._refreshing.add(key)
         if refresh:
             threading.Thread(target=self._remake, args=(key, make), daemon=True,
                              name="dashboard-refresh").start()
-        if found is not None and age is not None and age < keep_for:
+        if found is not None and age < keep_for:
             return found[1]  # type: ignore[no-any-return]  # fresh, or stale but usable
         value = make()
         with self._lock:
@@ -73,7 +72,7 @@ class TtlCache:
                 self._refreshing.discard(key)
 
     def get(self, key: Any, make: Callable[[], T]) -> T:
-        now = time.monotonic()
+        now = self._monotonic()
         found = self._entries.get(key)
         if found is not None and found[0] > now:
             return found[1]  # type: ignore[no-any-return]

@@ -12,7 +12,6 @@ import binascii
 import hmac
 
 from fastapi import HTTPException, Request, Response
-from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from monitor.auth import (
@@ -22,6 +21,7 @@ from monitor.auth import (
     refuse_if_locked_out,
 )
 from monitor.config import Settings
+from monitor.error_response import error_response
 
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
@@ -80,9 +80,8 @@ class ApiReadsNeedReader:
             try:
                 require_reader(Request(scope, receive))
             except HTTPException as exc:
-                response = JSONResponse(
-                    {"error": {"status": exc.status_code, "message": exc.detail}},
-                    status_code=exc.status_code, headers=exc.headers)
+                response = error_response(exc.status_code, exc.detail,
+                                          headers=exc.headers)
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, FastAPI, Query, Request
@@ -29,11 +29,13 @@ from monitor.api_schemas import (
     document_shared_errors,
     errors,
 )
+from monitor.error_response import error_response
 from monitor.errors import NotFoundError
 from monitor.phases import PhaseStatus, TriggerStatus
 from monitor.runtime import Runtime
 from monitor.storage import repository
 from monitor.storage.repository import StoredResult
+from monitor.timestamps import epoch, iso_utc
 from monitor.units import format_duration
 from slo.status import SloStatus
 
@@ -46,10 +48,6 @@ def _runtime(request: Request) -> Runtime:
     return runtime
 
 
-def _error(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"error": {"status": status, "message": message, **extra}}, status)
-
-
 def install_error_handlers(app: FastAPI) -> None:
     """JSON error bodies everywhere, documented in /openapi.json; internal details stay
     in the log."""
@@ -57,29 +55,27 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(NotFoundError)
     async def _not_found(_request: Request, exc: NotFoundError) -> JSONResponse:
-        return _error(404, str(exc))
+        return error_response(404, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         details = [{"location": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
                    for e in exc.errors()]
-        return _error(422, "invalid request", details=details)
+        return error_response(422, "invalid request", details=details)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        response = _error(exc.status_code, str(exc.detail))
-        response.headers.update(exc.headers or {})
-        return response
+        return error_response(exc.status_code, str(exc.detail), headers=exc.headers)
 
     @app.exception_handler(SQLAlchemyError)
     async def _storage(_request: Request, exc: SQLAlchemyError) -> JSONResponse:
         log.warning("storage error while serving a request: %s", type(exc).__name__)
-        return _error(503, "storage unavailable; try again shortly")
+        return error_response(503, "storage unavailable; try again shortly")
 
     @app.exception_handler(Exception)
     async def _bug(_request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error while serving a request")
-        return _error(500, "internal error")
+        return error_response(500, "internal error")
 
 
 @router.get("/healthz", tags=["health"], response_model=Health)
@@ -162,7 +158,7 @@ async def target_results(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """A target's results, newest first, one page at a time."""
-    since_ts = _timestamp(since) if since is not None else None
+    since_ts = epoch(since) if since is not None else None
     service = _runtime(request).service
     rows = await asyncio.to_thread(service.target_results, name, since=since_ts,
                                    before_id=cursor, limit=limit)
@@ -186,20 +182,10 @@ async def get_slo(request: Request, name: str) -> dict[str, Any]:
     return slo_json(status)
 
 
-def _timestamp(value: datetime) -> float:
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.timestamp()
-
-
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
-
-
 def _result_json(stored: StoredResult) -> dict[str, Any]:
     data = stored.result.as_dict()
     data["id"] = stored.id
-    data["started_at"] = _iso(stored.result.started_at)
+    data["started_at"] = iso_utc(stored.result.started_at)
     return data
 
 
@@ -222,16 +208,16 @@ def slo_json(status: SloStatus) -> dict[str, Any]:
                      "burn_rate": w.burn_rate} for w in status.windows],
         "percentiles": status.latency,  # seconds; a threshold SLO: its value
         "budgeting": status.budgeting,
-        "window_start": _iso(status.window_start),
+        "window_start": iso_utc(status.window_start),
         "period_seconds": status.period_seconds,
         "budget_exhaustion_seconds": status.exhaustion_seconds,
-        "budget_exhausted_at": _iso(status.exhausted_at) if status.exhausted_at else None,
+        "budget_exhausted_at": iso_utc(status.exhausted_at) if status.exhausted_at else None,
         "alert": {"severity": status.alert.severity, "tier": status.alert.tier,
                   "reason": status.alert.reason,
-                  "since": _iso(status.alert.since) if status.alert.since else None,
+                  "since": iso_utc(status.alert.since) if status.alert.since else None,
                   "no_data": status.alert.no_data, "suppressed": status.alert.suppressed},
         "in_maintenance": status.in_maintenance,
-        "evaluated_at": _iso(status.evaluated_at),
+        "evaluated_at": iso_utc(status.evaluated_at),
     }
 
 
@@ -254,5 +240,5 @@ def phases_json(phase_list: list[PhaseStatus], triggers: list[TriggerStatus]
         "triggers": [{"name": t.name, "description": t.description, "phase": t.phase,
                       "firing": t.firing, "value": t.value, "threshold": t.threshold,
                       "direction": t.direction, "samples": t.samples,
-                      "since": _iso(t.since) if t.since else None} for t in triggers],
+                      "since": iso_utc(t.since) if t.since else None} for t in triggers],
     }

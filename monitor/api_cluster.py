@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from monitor.api_schemas import errors
 from monitor.leadership import members
-from monitor.watchdog import STALL_INTERVALS
+from monitor.watchdog import heartbeat_fresh
 
 router = APIRouter()
 
@@ -59,7 +59,8 @@ async def cluster(request: Request) -> ClusterView:
     views = []
     for row in rows:
         age = max(0.0, now - row.heartbeat_at)
-        alive = row.role != "stopped" and age <= STALL_INTERVALS * leadership.interval
+        alive = row.role != "stopped" and heartbeat_fresh(row.heartbeat_at,
+                                                          leadership.interval, now)
         views.append(InstanceView(
             instance=row.instance, region=row.region, role=row.role, alive=alive,
             host=row.host, pid=row.pid, started_at=_iso(row.started_at),

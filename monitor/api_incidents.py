@@ -10,7 +10,7 @@ notification the manager queues, never from here, so the route answers at once.
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request
@@ -53,6 +53,7 @@ from monitor.auth import Writer
 from monitor.config import Settings, SlackChannel
 from monitor.errors import NotFoundError
 from monitor.runtime import Runtime
+from monitor.timestamps import iso_utc
 from monitor.units import Duration, format_duration
 
 router = APIRouter()
@@ -107,9 +108,7 @@ def _runtime(request: Request) -> Runtime:
 
 
 def _iso(timestamp: float | None) -> str | None:
-    if timestamp is None:
-        return None
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
+    return None if timestamp is None else iso_utc(timestamp)
 
 
 def incident_json(settings: Settings, incident: Incident) -> dict[str, Any]:

@@ -21,12 +21,11 @@ from monitor import (
 )
 from monitor.api import install_error_handlers, router
 from monitor.body_limit import BodyLimitMiddleware
-from monitor.clock import Clock, SystemClock
+from monitor.clock import Clock, MonotonicClock, SystemClock
 from monitor.config import Settings
 from monitor.metrics import Metrics
 from monitor.ratelimit import (
     FailedAuthLimiter,
-    MonotonicClock,
     RateLimitMiddleware,
     TokenBucket,
 )

@@ -16,7 +16,7 @@ import asyncio
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -27,6 +27,7 @@ from monitor.auth import ACTOR_STATE
 from monitor.clock import Clock
 from monitor.ratelimit import client_address
 from monitor.storage.models import AuditRow
+from monitor.timestamps import epoch, iso_utc
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["audit"])
@@ -147,10 +148,6 @@ class AuditMiddleware:
                 await write()
 
 
-def _iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds")
-
-
 @router.get("/api/v1/audit")
 async def audit_log(
     request: Request,
@@ -160,9 +157,7 @@ async def audit_log(
 ) -> dict[str, Any]:
     """Recent write requests, allowed and refused, newest first."""
     engine: Engine = request.app.state.runtime.service.engine
-    since_ts = None
-    if since is not None:
-        since_ts = (since if since.tzinfo else since.replace(tzinfo=UTC)).timestamp()
+    since_ts = epoch(since) if since is not None else None
     rows = await asyncio.to_thread(recent, engine, limit=limit, since=since_ts)
-    return {"items": [{"id": id_, **entry.as_dict(), "at_iso": _iso(entry.at)}
+    return {"items": [{"id": id_, **entry.as_dict(), "at_iso": iso_utc(entry.at)}
                       for id_, entry in rows]}

@@ -8,15 +8,13 @@ with a correct token, so guessing costs a minute per handful of tries.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
-import math
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from monitor.config import ApiToken
-from monitor.ratelimit import FailedAuthLimiter, client_address
+from monitor.config import ApiToken, token_digest
+from monitor.ratelimit import FailedAuthLimiter, client_address, retry_after_seconds
 
 ACTOR_STATE = "primewatch_actor"
 """`request.state` attribute naming the token a request authenticated with (the audit's
@@ -26,7 +24,7 @@ ACTOR_STATE = "primewatch_actor"
 def match_token(tokens: list[ApiToken], presented: str) -> ApiToken | None:
     """The configured token whose digest is sha256(`presented`). Every digest is
     compared, in constant time, so timing tells nothing about which one or how close."""
-    given = hashlib.sha256(presented.encode()).digest()
+    given = token_digest(presented)
     found: ApiToken | None = None
     for token in tokens:
         digest = token.digest
@@ -35,17 +33,16 @@ def match_token(tokens: list[ApiToken], presented: str) -> ApiToken | None:
     return found
 
 
-def _limiter(request: Request) -> FailedAuthLimiter | None:
-    limiter: FailedAuthLimiter | None = getattr(request.app.state, "failed_auth", None)
+def _limiter(request: Request) -> FailedAuthLimiter:
+    limiter: FailedAuthLimiter = request.app.state.failed_auth  # set by create_app
     return limiter
 
 
 def refuse_if_locked_out(request: Request) -> None:
     """429 with Retry-After while this client is locked out for failed authentications."""
-    limiter = _limiter(request)
-    wait = limiter.retry_after(client_address(request.scope)) if limiter else None
+    wait = _limiter(request).retry_after(client_address(request.scope))
     if wait is not None:
-        seconds = max(1, math.ceil(wait))
+        seconds = retry_after_seconds(wait)
         raise HTTPException(429, "too many failed authentications from this address; "
                                  f"try again in {seconds}s",
                             headers={"Retry-After": str(seconds)})
@@ -53,12 +50,11 @@ def refuse_if_locked_out(request: Request) -> None:
 
 def record_failure(request: Request) -> None:
     """Count wrong credentials presented by this client."""
-    limiter = _limiter(request)
-    if limiter is not None:
-        limiter.record_failure(client_address(request.scope))
+    _limiter(request).record_failure(client_address(request.scope))
 
 
 def record_actor(request: Request, name: str) -> None:
+    """Name the token this request authenticated with, for the audit's "who"."""
     setattr(request.state, ACTOR_STATE, name)
 
 

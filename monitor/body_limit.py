@@ -9,8 +9,9 @@ turns into the same JSON 413; so no route ever holds more than the limit in memo
 from __future__ import annotations
 
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from monitor.error_response import error_response
 
 
 class BodyTooLarge(HTTPException):
@@ -65,9 +66,8 @@ class BodyLimitMiddleware:
             await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = JSONResponse({"error": {"status": 413, "message":
-                                           too_large_message(self.max_bytes)}},
-                                status_code=413, headers={"Connection": "close"})
+        response = error_response(413, too_large_message(self.max_bytes),
+                                  headers={"Connection": "close"})
         await response(scope, receive, send)
 
 

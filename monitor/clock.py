@@ -19,6 +19,14 @@ class SystemClock:
         return time.time()
 
 
+class MonotonicClock:
+    """Seconds that only move forward, not epoch seconds: for measuring intervals
+    (the rate limiters' default), immune to the wall clock being set back."""
+
+    def now(self) -> float:
+        return time.monotonic()
+
+
 class FakeClock:
     """A clock tests move by hand, so simulated weeks take milliseconds."""
 

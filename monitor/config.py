@@ -35,6 +35,12 @@ class ServiceSection(StrictModel):
     environment: str = "production"
 
 
+def token_digest(plaintext: str) -> bytes:
+    """sha256 of an API token: the one form tokens are kept in and compared as, so the
+    config's `token_hash` and the bearer check cannot drift apart."""
+    return hashlib.sha256(plaintext.encode()).digest()
+
+
 class TokenDigest(SecretStr):
     """A plaintext API token after load: only its `sha256:<hex>` digest is kept."""
 
@@ -58,7 +64,7 @@ class ApiToken(StrictModel):
     @staticmethod
     def hash(plaintext: str) -> str:
         """`sha256:<hex>` of a token, the form `token_hash` takes."""
-        return "sha256:" + hashlib.sha256(plaintext.encode()).hexdigest()
+        return "sha256:" + token_digest(plaintext).hex()
 
     @field_validator("token_hash")
     @classmethod

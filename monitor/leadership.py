@@ -21,14 +21,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from monitor.storage.models import InstanceRow
 
 log = logging.getLogger(__name__)
 LOCK_KEY = 0x7072696D65  # "prime": one lock per database
-FORGET_AFTER = 7 * 86400.0  # instances silent this long leave /api/v1/cluster
 _live: set[Leadership] = set()  # holders until released: a lost one would leak its lock
 
 
@@ -150,8 +150,6 @@ class Leadership:
             connection.execute(insert.on_conflict_do_update(
                 index_elements=["instance"],
                 set_={k: v for k, v in values.items() if k != "instance"}))
-            connection.execute(delete(InstanceRow).where(
-                InstanceRow.heartbeat_at < now - FORGET_AFTER))
         self.last_heartbeat = now
 
 
@@ -163,10 +161,8 @@ def release_all() -> None:
 
 
 def members(engine: Engine) -> list[InstanceRow]:
-    """Every instance that has heartbeated into this database, newest first."""
-    from sqlalchemy import select
-    from sqlalchemy.orm import Session
-
+    """Every instance that has heartbeated into this database (and not been forgotten by
+    `monitor.retention`), newest first."""
     with Session(engine) as session:
         return list(session.scalars(select(InstanceRow)
                                     .order_by(InstanceRow.heartbeat_at.desc())))

@@ -17,6 +17,8 @@ import logging
 import re
 from urllib.parse import urlsplit
 
+from probes.urls import host_and_port
+
 HTTP_LIBRARY_LOGGERS = (
     "httpx",
     "httpcore.connection", "httpcore.http11", "httpcore.http2", "httpcore.proxy",
@@ -35,14 +37,11 @@ def origin_only(url: str) -> str:
     """`scheme://host[:port]/…`: where a request went, without what may be secret."""
     try:
         parts = urlsplit(url)
-        port = f":{parts.port}" if parts.port else ""
+        host = host_and_port(parts)
     except ValueError:
         return "<URL>"
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
     tail = "/…" if parts.path not in ("", "/") or parts.query else "/"
-    return f"{parts.scheme}://{host}{port}{tail}"
+    return f"{parts.scheme}://{host}{tail}"
 
 
 def scrub(text: str) -> str:

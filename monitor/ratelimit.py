@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 
@@ -18,16 +17,10 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from monitor.clock import Clock
+from monitor.error_response import error_response
 
 MAX_CLIENTS = 10_000
 """Clients remembered per limiter; the least recently seen is forgotten first."""
-
-
-class MonotonicClock:
-    """Seconds that only move forward (the limiters' default clock)."""
-
-    def now(self) -> float:
-        return time.monotonic()
 
 
 def client_address(scope: Scope) -> str:
@@ -36,12 +29,16 @@ def client_address(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
+def retry_after_seconds(wait: float) -> int:
+    """A wait as Retry-After states it: whole seconds, rounded up, at least 1."""
+    return max(1, math.ceil(wait))
+
+
 def too_many(message: str, retry_after: float) -> JSONResponse:
-    """The API's JSON error shape with a whole-second Retry-After (at least 1)."""
-    seconds = max(1, math.ceil(retry_after))
-    return JSONResponse({"error": {"status": 429, "message": message,
-                                   "retry_after": seconds}},
-                        status_code=429, headers={"Retry-After": str(seconds)})
+    """The API's JSON error shape with a whole-second Retry-After."""
+    seconds = retry_after_seconds(retry_after)
+    return error_response(429, message, headers={"Retry-After": str(seconds)},
+                          retry_after=seconds)
 
 
 @dataclass(slots=True)

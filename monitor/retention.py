@@ -1,5 +1,5 @@
 """Retention: raw results, minute and hour rollups and the write audit pruned per
-`storage.retention`.
+`storage.retention`; cluster instances silent for a week forgotten.
 
 Every transaction deletes at most `batch` rows, so pruning a large backlog never holds
 SQLite's single write lock (or PostgreSQL row locks) for long: the result sink's writes
@@ -15,14 +15,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Connection, Engine, Table, delete, select, text, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Delete,
+    Engine,
+    Table,
+    delete,
+    select,
+    text,
+    tuple_,
+)
 
 from monitor.config import Retention
-from monitor.storage.models import AuditRow, ProbeResultRow
+from monitor.storage.models import AuditRow, InstanceRow, ProbeResultRow
 from monitor.storage.rollups import BINS, HOUR, MINUTE, ROLLUPS
 
 RESULTS: Table = ProbeResultRow.__table__  # type: ignore[assignment]
 NAMES_PER_STATEMENT = 500  # targets or SLOs per IN list: far below SQLite's 32,766 limit
+FORGET_INSTANCES_AFTER = 7 * 86400.0  # instances silent this long leave /api/v1/cluster
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +45,7 @@ class PruneReport:
     hour: int
     transactions: int = 0
     audit: int = 0
+    instances: int = 0
 
 
 def prune(engine: Engine, retention: Retention, now: float, *, batch: int = 5000) -> PruneReport:
@@ -56,22 +68,25 @@ def prune(engine: Engine, retention: Retention, now: float, *, batch: int = 5000
             deleted[resolution] += rows
             transactions += count
     audit, count = prune_audit(engine, now - retention.audit, batch)
-    return PruneReport(raw, deleted[MINUTE], deleted[HOUR], transactions + count, audit)
+    instances = forget_instances(engine, now - FORGET_INSTANCES_AFTER)
+    return PruneReport(raw, deleted[MINUTE], deleted[HOUR],
+                       transactions + count + (1 if instances else 0), audit, instances)
 
 
 def prune_audit(engine: Engine, cutoff: float, batch: int) -> tuple[int, int]:
     """Audit entries older than `cutoff`, `batch` per transaction by the `at` index:
     (rows, transactions)."""
     some = select(AuditRow.id).where(AuditRow.at < cutoff).limit(batch)
-    deleted = transactions = 0
-    while True:
-        with engine.begin() as connection:
-            rows = connection.execute(delete(AuditRow).where(AuditRow.id.in_(some))).rowcount
-        if rows > 0:
-            deleted += rows
-            transactions += 1
-        if rows < batch:
-            return deleted, transactions
+    return _repeat(engine, delete(AuditRow).where(AuditRow.id.in_(some)), batch)
+
+
+def forget_instances(engine: Engine, cutoff: float) -> int:
+    """Cluster instances silent since `cutoff` (replaced or renamed for good): a handful
+    of rows, one statement. Here, once per pass by the leader, not by every instance on
+    every heartbeat."""
+    with engine.begin() as connection:
+        return connection.execute(
+            delete(InstanceRow).where(InstanceRow.heartbeat_at < cutoff)).rowcount
 
 
 def _drain(engine: Engine, table: Table, names: Sequence[str],
@@ -87,15 +102,24 @@ def _drain(engine: Engine, table: Table, names: Sequence[str],
         some = select(*key).where(name.in_(chunk), expired).limit(batch)
         statement = delete(table).where(
             key[0].in_(some) if len(key) == 1 else tuple_(*key).in_(some))
-        while True:
-            with engine.begin() as connection:
-                rows = connection.execute(statement).rowcount
-            if rows > 0:
-                deleted += rows
-                transactions += 1
-            if rows < batch:
-                break
+        rows, count = _repeat(engine, statement, batch)
+        deleted += rows
+        transactions += count
     return deleted, transactions
+
+
+def _repeat(engine: Engine, statement: Delete, batch: int) -> tuple[int, int]:
+    """Run a DELETE of at most `batch` rows, one transaction each, until one deletes
+    fewer: (rows, transactions that deleted any)."""
+    deleted = transactions = 0
+    while True:
+        with engine.begin() as connection:
+            rows = connection.execute(statement).rowcount
+        if rows > 0:
+            deleted += rows
+            transactions += 1
+        if rows < batch:
+            return deleted, transactions
 
 
 def distinct_values(connection: Connection, table: str, column: str) -> list[str]:

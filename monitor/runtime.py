@@ -179,10 +179,11 @@ class Runtime:
         if now - self._last_prune >= PRUNE_EVERY:
             self._last_prune = now
             report = prune(service.engine, self.settings.storage.retention, now)
-            if report.raw or report.minute or report.hour or report.audit:
+            if report.raw or report.minute or report.hour or report.audit \
+                    or report.instances:
                 log.info("retention: pruned %d results, %d minute and %d hour rollup rows, "
-                         "%d audit entries", report.raw, report.minute, report.hour,
-                         report.audit)
+                         "%d audit entries, %d silent instances", report.raw, report.minute,
+                         report.hour, report.audit, report.instances)
         return statuses
 
     def _publish_incidents(self) -> None:

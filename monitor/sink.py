@@ -146,7 +146,7 @@ class ResultSink:
             return "buffer"
         if backlog and not (self._closing and self._grace_over()):
             return "spill"
-        return "buffer" if self._buffer else None
+        return None  # a non-empty buffer was taken by one of the two cases above
 
     async def _write_buffered(self) -> bool:
         batch = [self._buffer.popleft()

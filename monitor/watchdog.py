@@ -45,16 +45,22 @@ def stalled_targets(targets: Sequence[TargetConfig], last_run: Mapping[str, floa
     return alerts
 
 
+def heartbeat_fresh(heartbeat_at: float, interval: float, now: float) -> bool:
+    """Within STALL_INTERVALS heartbeat intervals: one definition for the page below and
+    the `alive` flag of /api/v1/cluster, so the two never disagree."""
+    return now - heartbeat_at <= STALL_INTERVALS * interval
+
+
 def silent_instances(members: Sequence[InstanceRow], me: str, interval: float,
                      now: float) -> list[ActiveAlert]:
     """Other instances that stopped heartbeating without saying goodbye (role
     `stopped` is a clean shutdown): their regions are no longer being probed."""
     alerts = []
     for member in members:
-        silent = now - member.heartbeat_at
         if member.instance == me or member.role == "stopped" or \
-                silent <= STALL_INTERVALS * interval:
+                heartbeat_fresh(member.heartbeat_at, interval, now):
             continue
+        silent = now - member.heartbeat_at
         alerts.append(ActiveAlert(
             key=f"instance:{member.instance}", kind="instance_down", severity="page",
             title=f"primewatch instance {member.instance} ({member.region}) is silent",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
-from urllib.parse import unquote_plus, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote_plus, urlsplit, urlunsplit
 
 from pydantic import AfterValidator, Field
 
@@ -26,15 +26,21 @@ def redact_url(url: str) -> str:
     parts = urlsplit(url)
     netloc = parts.netloc
     if parts.username is not None or parts.password is not None:
-        host = parts.hostname or ""
-        if ":" in host:  # IPv6 literal
-            host = f"[{host}]"
-        netloc = f"***@{host}:{parts.port}" if parts.port else f"***@{host}"
+        netloc = f"***@{host_and_port(parts)}"
     query = "&".join(_redact_param(pair) for pair in parts.query.split("&")) \
         if parts.query else ""
     if netloc == parts.netloc and query == parts.query:
         return url
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def host_and_port(parts: SplitResult) -> str:
+    """`host[:port]` of a split URL without its userinfo, an IPv6 host in brackets.
+    Raises ValueError for a port that is not a number in range (as `parts.port` does)."""
+    host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
+    return f"{host}:{parts.port}" if parts.port else host
 
 
 def _redact_param(pair: str) -> str:

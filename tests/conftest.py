@@ -13,6 +13,9 @@ from sqlalchemy import Engine, text
 from monitor.config import Settings
 from monitor.leadership import release_all
 from monitor.storage.engine import make_engine, upgrade
+from tests.fake_slack import FakeSlack
+from tests.fake_webhook import FakeWebhook
+from tests.servers import route_server
 
 REQUIRE_SERVICES = os.environ.get("PRIMEWATCH_REQUIRE_SERVICES") == "1"
 POSTGRES_URL = os.environ.get("PRIMEWATCH_TEST_DATABASE_URL",
@@ -72,6 +75,13 @@ def engine(request: pytest.FixtureRequest) -> Engine:
     engine: Engine = request.getfixturevalue(name)
     upgrade(engine)
     return engine
+
+
+@pytest.fixture
+def receivers() -> Iterator[tuple[FakeSlack, FakeWebhook]]:
+    """Local Slack and webhook receivers on one loopback server (the kill -9 tests)."""
+    with route_server() as server:
+        yield FakeSlack(server), FakeWebhook(server)
 
 
 def make_settings(**overrides: Any) -> Settings:

@@ -6,12 +6,9 @@ Run with `-s` to see the takeover figure."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +20,12 @@ from monitor.storage.engine import upgrade
 from tests.conftest import POSTGRES_URL
 from tests.fake_slack import FakeSlack
 from tests.fake_webhook import FakeWebhook
-from tests.servers import free_port, route_server
-from tests.test_end_to_end import ROOT, wait_for
+from tests.servers import free_port
+from tests.test_crash_restart import escalation_alerting, start
+from tests.test_end_to_end import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 STEP_2_AFTER = 10  # seconds after the page; the leader dies before it
-
-
-@pytest.fixture
-def receivers() -> Iterator[tuple[FakeSlack, FakeWebhook]]:
-    with route_server() as server:
-        yield FakeSlack(server), FakeWebhook(server)
 
 
 def write_config(tmp_path: Path, slack: FakeSlack, hook: FakeWebhook) -> Path:
@@ -51,34 +43,20 @@ targets:
   - {{name: api, type: http, url: "http://127.0.0.1:{free_port()}/health", interval: 1s,
      timeout: 500ms, down_after: 2}}
 slos: []
-alerting:
-  evaluate_every: 1s
-  policies:
-    - name: default
-      ack_timeout: null
-      steps:
-        - {{after: 0s, notify: [slack]}}
-        - {{after: {STEP_2_AFTER}s, notify: [slack, hook]}}
-  channels:
-    - {{name: slack, type: slack, token: {slack.token}, channel: "#oncall",
-       api_url: "{slack.api_url}"}}
-    - {{name: hook, type: webhook, url: "{hook.url}"}}
-""")
+{escalation_alerting(slack, hook, STEP_2_AFTER)}""")
     return config
 
 
 class Instance:
     def __init__(self, config: Path, tmp_path: Path, name: str, region: str) -> None:
         self.name, self.port = name, free_port()
-        with (tmp_path / f"{name}.log").open("w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "monitor.cli", "--config", str(config), "run"],
-                cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONPATH": str(ROOT), "PW_REGION": region,
-                     "PW_PORT": str(self.port), "PW_INSTANCE": name})
+        self.process = start(config, tmp_path, name, {
+            "PW_REGION": region, "PW_PORT": str(self.port), "PW_INSTANCE": name})
 
     def cluster(self) -> dict[str, Any]:
-        return httpx.get(f"http://127.0.0.1:{self.port}/api/v1/cluster", timeout=2).json()
+        view: dict[str, Any] = httpx.get(f"http://127.0.0.1:{self.port}/api/v1/cluster",
+                                         timeout=2).json()
+        return view
 
     def stop(self) -> None:
         if self.process.poll() is None:

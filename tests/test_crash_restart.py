@@ -9,24 +9,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from tests.fake_slack import FakeSlack
 from tests.fake_webhook import FakeWebhook
-from tests.servers import free_port, route_server
+from tests.servers import free_port
 from tests.test_end_to_end import ROOT, wait_for
 
 pytestmark = pytest.mark.slow
 STEP_2_AFTER = 8  # seconds
-
-
-@pytest.fixture
-def receivers() -> Iterator[tuple[FakeSlack, FakeWebhook]]:
-    with route_server() as server:
-        yield FakeSlack(server), FakeWebhook(server)
 
 
 def write_config(tmp_path: Path, slack: FakeSlack, hook: FakeWebhook) -> Path:
@@ -40,27 +34,36 @@ targets:
      timeout: 500ms, down_after: 2}}
 slos:
   - {{name: api-availability, target: api, sli: availability, objective: 99, window: 1d}}
-alerting:
+{escalation_alerting(slack, hook, STEP_2_AFTER)}""")
+    return config
+
+
+def escalation_alerting(slack: FakeSlack, hook: FakeWebhook, step_2_after: int) -> str:
+    """The `alerting:` section of the kill -9 tests: page in Slack at once, then Slack
+    and the webhook `step_2_after` seconds later, every second's evaluation."""
+    return f"""alerting:
   evaluate_every: 1s
   policies:
     - name: default
       ack_timeout: null
       steps:
         - {{after: 0s, notify: [slack]}}
-        - {{after: {STEP_2_AFTER}s, notify: [slack, hook]}}
+        - {{after: {step_2_after}s, notify: [slack, hook]}}
   channels:
     - {{name: slack, type: slack, token: {slack.token}, channel: "#oncall",
        api_url: "{slack.api_url}"}}
     - {{name: hook, type: webhook, url: "{hook.url}"}}
-""")
-    return config
+"""
 
 
-def start(config: Path, tmp_path: Path, name: str) -> subprocess.Popen[bytes]:
+def start(config: Path, tmp_path: Path, name: str,
+          env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`primewatch run` as a child process, its output in `<name>.log`; `env` adds to
+    the inherited environment."""
     with (tmp_path / f"{name}.log").open("w") as log:  # the child keeps its own copy
         return subprocess.Popen([sys.executable, "-m", "monitor.cli", "--config",
                                  str(config), "run"], cwd=tmp_path,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                                env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
                                 stdout=log, stderr=subprocess.STDOUT)
 
 

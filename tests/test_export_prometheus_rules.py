@@ -7,7 +7,6 @@ example is what `render` produces today, so the proof cannot go stale.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,8 @@ from monitor.config_loader import load_config
 from monitor.exports import renderer
 from monitor.exports.prometheus_rules import ALERT_NAME, render
 from monitor.slo_engine import alert_tiers
-from tests.conftest import make_settings, service_missing
+from tests.conftest import make_settings
+from tests.test_metrics_prometheus import binary
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "slo" / "examples" / "prometheus"
@@ -33,17 +33,8 @@ REPO_ENV = {"PRIMEWATCH_PUBLIC_URL": "https://primewatch.example.com",
             "PRIMETRADE_REDIS_ENABLED": "true", "PRIMETRADE_MONGODB_ENABLED": "true"}
 
 
-def promtool() -> str:
-    path = shutil.which("promtool") or ("/usr/bin/promtool"
-                                        if Path("/usr/bin/promtool").exists() else None)
-    if path is None:
-        service_missing("promtool is not installed (apt-get install prometheus)")
-        raise AssertionError("unreachable")
-    return path
-
-
 def run_promtool(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([promtool(), *args], capture_output=True, text=True, timeout=60,
+    return subprocess.run([binary("promtool"), *args], capture_output=True, text=True, timeout=60,
                           cwd=cwd, check=False)
 
 

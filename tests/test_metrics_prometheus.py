@@ -171,13 +171,18 @@ alerting: {{evaluate_every: 1s}}
                  30, "primewatch to start")
         yield url
     finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        _stop(process, signal.SIGINT)
     assert process.returncode in (0, -signal.SIGINT), log_path.read_text()[-2000:]
+
+
+def _stop(process: subprocess.Popen[Any], signal_: signal.Signals) -> None:
+    """Ask the process to stop with `signal_`; kill it if it has not within 10 s."""
+    process.send_signal(signal_)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(5)
 
 
 def _exited(process: subprocess.Popen[Any], log: Path) -> bool:
@@ -235,12 +240,7 @@ def prometheus(tmp_path: Path, primewatch: str) -> Iterator[Prometheus]:
         yield server
     finally:
         client.close()
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        _stop(process, signal.SIGTERM)
 
 
 def _scraped(server: Prometheus) -> bool:

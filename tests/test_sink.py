@@ -179,6 +179,18 @@ def run_outage(sink: ResultSink, storage: FlakyStorage, produced: list[ProbeResu
     asyncio.run(scenario())
 
 
+def run_for(sink: ResultSink, seconds: float) -> None:
+    """Run `sink` (storage up) for `seconds`, then close it and wait until it returns."""
+
+    async def scenario() -> None:
+        task = asyncio.create_task(sink.run())
+        await asyncio.sleep(seconds)
+        sink.close()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(scenario())
+
+
 def test_a_full_buffer_spills_to_disk_and_every_result_is_written_once(
         engine: Engine, tmp_path: Path) -> None:
     storage = FlakyStorage(ResultWriter(engine, make_settings().slos))
@@ -260,13 +272,7 @@ def test_results_spilled_before_a_crash_are_written_by_the_next_process(
                            max_backoff=0.05, spill=second)
     assert sample(metrics, "primewatch_spill_results") == 500
 
-    async def restart() -> None:
-        task = asyncio.create_task(restarted.run())
-        await asyncio.sleep(0.3)
-        restarted.close()
-        await asyncio.wait_for(task, 10)
-
-    asyncio.run(restart())
+    run_for(restarted, 0.3)
     assert stored_keys(engine) == [T0 + i for i in range(500)]
     assert not path.exists()
 
@@ -287,13 +293,7 @@ def test_a_crash_during_replay_resumes_at_the_saved_offset(
     sink = ResultSink(storage, Metrics(CollectorRegistry()), batch_size=50,
                       flush_interval=0.02, spill=again)
 
-    async def restart() -> None:
-        task = asyncio.create_task(sink.run())
-        await asyncio.sleep(0.2)
-        sink.close()
-        await asyncio.wait_for(task, 10)
-
-    asyncio.run(restart())
+    run_for(sink, 0.2)
     assert stored_keys(engine) == [T0 + i for i in range(300)]  # none twice
 
 
@@ -313,13 +313,7 @@ def test_shutdown_during_an_outage_keeps_the_buffer_for_the_next_start(
     restarted = ResultSink(storage, Metrics(CollectorRegistry()), flush_interval=0.02,
                            spill=again)
 
-    async def restart() -> None:
-        task = asyncio.create_task(restarted.run())
-        await asyncio.sleep(0.2)
-        restarted.close()
-        await asyncio.wait_for(task, 10)
-
-    asyncio.run(restart())
+    run_for(restarted, 0.2)
     assert stored_keys(engine) == [T0 + i for i in range(40)]
 
 
@@ -338,13 +332,7 @@ def test_an_unreadable_record_is_skipped_and_counted_not_retried_forever(
     metrics = Metrics(CollectorRegistry())
     sink = ResultSink(storage, metrics, flush_interval=0.02, spill=again)
 
-    async def replay() -> None:
-        task = asyncio.create_task(sink.run())
-        await asyncio.sleep(0.2)
-        sink.close()
-        await asyncio.wait_for(task, 10)
-
-    asyncio.run(replay())
+    run_for(sink, 0.2)
     assert stored_keys(engine) == [T0 + i for i in range(20)]
     assert sink.dropped == 1
     assert sample(metrics, "primewatch_results_dropped_total") == 1

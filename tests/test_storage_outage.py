@@ -7,11 +7,8 @@ process is killed mid-outage and restarted.
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +27,8 @@ from monitor.storage.engine import make_engine, upgrade
 from tests.conftest import POSTGRES_URL, make_settings
 from tests.servers import RouteServer, free_port, route_server, send, serve_asgi
 from tests.tcp_proxy import TcpProxy, tcp_proxy
-from tests.test_end_to_end import ROOT, wait_for
+from tests.test_crash_restart import start
+from tests.test_end_to_end import wait_for
 
 TARGETS = 8
 INTERVAL = "100ms"  # 80 results/s: the 100-result buffer is full within 2 s of an outage
@@ -165,14 +163,6 @@ def test_sqlite_locked_by_another_connection_results_spill_and_each_is_written_o
 
 
 # --- kill -9 during an outage: the spill file outlives the process --------------------
-
-def start(config: Path, tmp_path: Path, name: str) -> subprocess.Popen[bytes]:
-    with (tmp_path / f"{name}.log").open("w") as log:
-        return subprocess.Popen([sys.executable, "-m", "monitor.cli", "--config",
-                                 str(config), "run"], cwd=tmp_path,
-                                env={**os.environ, "PYTHONPATH": str(ROOT)},
-                                stdout=log, stderr=subprocess.STDOUT)
-
 
 def spilled_keys(path: Path) -> list[tuple[str, float]]:
     """What a crashed process left in its spill file (a torn last line is not a result)."""

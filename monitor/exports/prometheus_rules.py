@@ -31,6 +31,7 @@ import yaml
 from monitor.config import Settings
 from monitor.config_slo import SloConfig
 from monitor.slo_engine import alert_tiers
+from monitor.units import format_duration
 from slo.budget import BURN_WINDOWS, BurnThreshold
 
 __all__ = ["ALERT_NAME", "EVENTS_METRIC", "render"]
@@ -83,9 +84,9 @@ def _slo_section(slo: SloConfig, settings: Settings) -> str:
     if slo.calendar:
         comments.append(
             f"# A calendar {slo.window} cannot be a range selector: the period ratio is the "
-            f"last {_duration(period)}'s")
+            f"last {format_duration(period)}'s")
         comments.append(
-            f"# and thresholds are scaled to {_duration(period)} (primewatch scales them to "
+            f"# and thresholds are scaled to {format_duration(period)} (primewatch scales them to "
             f"the current {slo.window}'s length).")
     if slo.budgeting != "occurrences":
         comments.append(
@@ -130,9 +131,9 @@ def _sli_rules(slo: SloConfig, windows: list[int], labels: dict[str, str]) -> li
     every = _selector(EVENTS_METRIC, slo=slo.name)
     return [
         {"record": _sli_record(seconds),
-         "expr": f"sum(rate({bad}[{_duration(seconds)}]))\n/\n"
-                 f"sum(rate({every}[{_duration(seconds)}]))\n",
-         "labels": _sorted({**labels, WINDOW_LABEL: _duration(seconds)})}
+         "expr": f"sum(rate({bad}[{format_duration(seconds)}]))\n/\n"
+                 f"sum(rate({every}[{format_duration(seconds)}]))\n",
+         "labels": _sorted({**labels, WINDOW_LABEL: format_duration(seconds)})}
         for seconds in windows
     ]
 
@@ -144,7 +145,7 @@ def _meta_rules(slo: SloConfig, period: int, labels: dict[str, str]) -> list[dic
     budget = f"slo:error_budget:ratio{mine}"
     info = {**labels, "primewatch_sli": slo.sli, "primewatch_target": slo.target,
             "primewatch_objective": _number(slo.objective),
-            "primewatch_period": _duration(period), "primewatch_budgeting": slo.budgeting}
+            "primewatch_period": format_duration(period), "primewatch_budgeting": slo.budgeting}
     return [
         _record("slo:objective:ratio", f"vector({_number(slo.objective)})", labels),
         _record("slo:error_budget:ratio", f"vector({_number(1 - slo.objective)})", labels),
@@ -171,12 +172,12 @@ def _alert_rules(slo: SloConfig, tiers: tuple[BurnThreshold, ...], period: int,
             continue
         expr = "\nor\n".join(_tier_expr(slo, tier) for tier in mine) + "\n"
         conditions = ", or ".join(
-            f"≥ {_number(t.threshold)} over both {_duration(t.long_window_s)} and "
-            f"{_duration(t.short_window_s)}" for t in mine)
+            f"≥ {_number(t.threshold)} over both {format_duration(t.long_window_s)} and "
+            f"{format_duration(t.short_window_s)}" for t in mine)
         description = (
             f"The error budget of {slo.name} ({_percent(slo.objective)} over "
             f"{_window_text(slo)}) burns too fast for a {severity}: burn rate {conditions}"
-            f" (a burn rate of 1 spends the budget in {_duration(period)}).")
+            f" (a burn rate of 1 spends the budget in {format_duration(period)}).")
         if slo.description:
             description += f" {slo.description}"
         annotations = {
@@ -205,7 +206,7 @@ def _tier_expr(slo: SloConfig, tier: BurnThreshold) -> str:
     if slo.alerts.min_events:
         every = _selector(EVENTS_METRIC, slo=slo.name)
         lines += ["  and on()",
-                  f"  sum(increase({every}[{_duration(tier.long_window_s)}])) >= "
+                  f"  sum(increase({every}[{format_duration(tier.long_window_s)}])) >= "
                   f"{slo.alerts.min_events}"]
     return "(\n" + "\n".join(lines) + "\n)"
 
@@ -215,7 +216,7 @@ def _record(name: str, expr: str, labels: dict[str, str]) -> dict[str, Any]:
 
 
 def _sli_record(seconds: int) -> str:
-    return f"slo:sli_error:ratio_rate{_duration(seconds)}"
+    return f"slo:sli_error:ratio_rate{format_duration(seconds)}"
 
 
 def _slo_labels(slo: SloConfig) -> dict[str, str]:
@@ -238,16 +239,6 @@ def _selector_of(slo: SloConfig) -> str:
     return f"{{{SLO_LABEL}={json.dumps(slo.name)}}}"
 
 
-def _duration(seconds: int) -> str:
-    """Prometheus duration, largest units first: 300 → 5m, 30 days → 30d, 5400 → 1h30m."""
-    parts = []
-    for unit, size in (("d", DAY), ("h", 3600), ("m", 60), ("s", 1)):
-        count, seconds = divmod(seconds, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts) or "0s"
-
-
 def _number(value: float) -> str:
     """12 significant digits: 1 - 0.999 prints as 0.001, not 0.0010000000000000009."""
     return f"{value:.12g}"
@@ -260,7 +251,7 @@ def _percent(ratio: float) -> str:
 def _window_text(slo: SloConfig) -> str:
     if isinstance(slo.window, str):
         return f"the calendar {slo.window}"
-    return _duration(int(slo.window))
+    return format_duration(int(slo.window))
 
 
 def _literal_template(text: str) -> str:

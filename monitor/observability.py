@@ -81,20 +81,28 @@ def init_sentry(settings: Settings, environ: Mapping[str, str]) -> bool:
         if not (exc.name or "").startswith("sentry_sdk"):
             raise
         raise _env_problem("SENTRY_DSN", "is set but sentry-sdk is not installed "
-                                         "(pip install 'sentry-sdk>=2')") from exc
+                                         "(pip install 'sentry-sdk>=3,<4')") from exc
     try:
         sentry_sdk.init(
             dsn=dsn,
             release=f"primewatch@{__version__}",
             environment=settings.service.environment,
-            # send_default_pii stays unset, which means off (no user IP, cookies or
-            # auth headers): sentry-sdk 2.7x deprecates passing it at all, even False,
-            # in favour of its newer `data_collection`. The tests check the effect.
             traces_sample_rate=rate,
-            # primewatch holds credentials for everything it probes: stack locals (a DSN,
-            # a header dict) and request bodies (a Slack button's response_url can post
-            # to the channel) would carry them to Sentry.
-            include_local_variables=False,
+            # primewatch holds credentials for everything it probes: frame locals (a DSN,
+            # a header dict), request bodies (a Slack button's response_url can post to
+            # the channel), headers, cookies and query strings would carry them to
+            # Sentry, and user info (IP addresses) is personal data. sentry-sdk 3 chooses
+            # all of that in one place; everything here is off.
+            data_collection={
+                "user_info": False,
+                "cookies": {"mode": "off", "terms": []},
+                "http_headers": {"request": {"mode": "off", "terms": []}},
+                "http_bodies": [],
+                "url_query_params": {"mode": "off", "terms": []},
+                "database_query_data": False,
+                "queues": False,
+                "stack_frame_variables": False,
+            },
             max_request_body_size="never",
             # Probes must send exactly the configured request: no sentry-trace/baggage
             # headers (baggage names our release) to the systems being monitored.
@@ -102,8 +110,11 @@ def init_sentry(settings: Settings, environ: Mapping[str, str]) -> bool:
             # Only what is listed: auto-enabled integrations would patch httpx, redis,
             # pymongo and SQLAlchemy inside the probes.
             auto_enabling_integrations=False,
+            # Log records become breadcrumbs only: neither events nor Sentry Logs (an
+            # error log is usually an outage elsewhere, not a bug here).
             integrations=[StarletteIntegration(), FastApiIntegration(),
-                          LoggingIntegration(level=logging.INFO, event_level=None)],
+                          LoggingIntegration(level=None, event_level=None,
+                                             breadcrumb_level=logging.INFO)],
         )
     except BadDsn as exc:
         raise _env_problem("SENTRY_DSN", "is not a valid Sentry DSN (expected "

@@ -187,8 +187,13 @@ def test_an_error_in_the_web_app_reaches_sentry_without_secrets(
                                                         "staging")
     assert event["request"]["url"].endswith("/boom")
     raw = sentry_on.raw()
-    assert TOKEN.encode() not in raw  # Authorization is filtered (send_default_pii off)
+    assert TOKEN.encode() not in raw  # headers are not collected (data_collection)
     assert b"hunter2-in-a-local" not in raw  # stack locals are not sent
+    assert not event.get("user")  # no IP address or other user info
+    assert not any(frame.get("vars") for value in event["exception"]["values"]
+                   for frame in value.get("stacktrace", {}).get("frames", []))
+    headers = {name.lower() for name in event["request"].get("headers", {})}
+    assert not headers & {"authorization", "cookie"}
 
 
 

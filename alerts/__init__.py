@@ -1,4 +1,4 @@
-"""Incidents, escalation policies, notifiers and post-mortems (arrives with issue 5).
+"""Incidents, escalation policies, notifiers, silences and post-mortem drafts.
 
 Depends on SLO and probe states; never imports `dashboards`.
 """

@@ -27,8 +27,9 @@ from monitor import (
     cli_token,
 )
 from monitor.config_loader import LoadedConfig, load_config
-from monitor.errors import ConfigError
+from monitor.errors import ConfigError, StorageError
 from monitor.observability import LogFormat, configure_logging, init_sentry
+from monitor.units import format_measure, format_seconds, format_size
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -45,18 +46,44 @@ def _log_format(value: str) -> LogFormat:
                                      "(from --log-format or $PRIMEWATCH_LOG_FORMAT)")
 
 
+def _add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """--config and --log-format, with their defaults on the top-level parser only.
+
+    Every subcommand takes them too (`primewatch check --config my.yaml`), where they
+    default to argparse.SUPPRESS so that one given before the command is not reset.
+    """
+    parser.add_argument(
+        "--config", metavar="FILE",
+        default=os.environ.get("PRIMEWATCH_CONFIG", "config.yaml") if defaults
+        else argparse.SUPPRESS,
+        help="config file (default: config.yaml, or $PRIMEWATCH_CONFIG)")
+    parser.add_argument(
+        "--log-format", type=_log_format, metavar="{text,json}",
+        default=os.environ.get("PRIMEWATCH_LOG_FORMAT", "text") if defaults
+        else argparse.SUPPRESS,
+        help="log lines on stderr: text, or JSON for log shippers "
+             "(default: text, or $PRIMEWATCH_LOG_FORMAT)")
+
+
+def command_parsers(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()
+                    ) -> list[tuple[tuple[str, ...], argparse.ArgumentParser]]:
+    """Every runnable command as (words, parser): `("db", "upgrade")`, `("check",)` ..."""
+    groups = [action for action in parser._actions
+              if isinstance(action, argparse._SubParsersAction)]
+    if not groups:
+        return [(path, parser)]
+    return [leaf for group in groups for name, sub in group.choices.items()
+            for leaf in command_parsers(sub, (*path, name))]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="primewatch",
-        description="Probe targets, keep SLOs with error budgets and burn-rate alerts.",
+        description="Probe targets, keep SLOs with error budgets and burn-rate alerts. "
+                    "--config and --log-format may stand before or after the command.",
     )
     parser.add_argument("--version", action="version", version=f"primewatch {__version__}")
-    parser.add_argument("--config", default=os.environ.get("PRIMEWATCH_CONFIG", "config.yaml"),
-                        help="config file (default: config.yaml, or $PRIMEWATCH_CONFIG)")
-    parser.add_argument("--log-format", type=_log_format, metavar="{text,json}",
-                        default=os.environ.get("PRIMEWATCH_LOG_FORMAT", "text"),
-                        help="log lines on stderr: text, or JSON for log shippers "
-                             "(default: text, or $PRIMEWATCH_LOG_FORMAT)")
+    _add_global_options(parser, defaults=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="probe, evaluate SLOs and serve API, /metrics")
@@ -91,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo-target", help="serve the bundled PrimeTrade-like demo API")
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8001)
+    for _words, command in command_parsers(parser):
+        _add_global_options(command, defaults=False)
     return parser
 
 
@@ -116,7 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     handlers = {"run": _run, "check": _check, "probe": _probe, "db": _db, "slo": _slo,
                 "report": cli_report.run, "postmortem": cli_postmortem.run,
                 "export": cli_export.run_export}
-    return handlers[args.command](loaded, args)
+    try:
+        return handlers[args.command](loaded, args)
+    except StorageError as exc:  # storage.url names nothing usable: a sentence, not a traceback
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _report_config_notes(loaded: LoadedConfig) -> None:
@@ -140,8 +173,9 @@ def _check(loaded: LoadedConfig, _args: argparse.Namespace) -> int:
 def _db(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     if args.db_command in cli_db.ACTIONS:
         return cli_db.run(loaded, args)
-    from monitor.storage.engine import current_revision, make_engine, upgrade
+    from monitor.storage.engine import check_reachable, current_revision, make_engine, upgrade
     engine = make_engine(loaded.settings.storage.url)
+    check_reachable(engine)
     upgrade(engine)
     print(f"database at revision {current_revision(engine)}")
     return EXIT_OK
@@ -181,13 +215,21 @@ def _probe(loaded: LoadedConfig, args: argparse.Namespace) -> int:
         console = Console()
         mark = "[green]OK[/]" if data["ok"] else f"[red]FAILED[/] ({data['error_class']})"
         console.print(f"{target.name} ({target.display_url()}): {mark}")
-        for key in ("latency_ms", "status_code", "response_bytes", "cert_days_left", "error"):
-            if data[key] is not None:
-                console.print(f"  {key}: {data[key]}")
+        lines = {"latency": format_seconds(data["latency_ms"] / 1000),
+                 "status_code": data["status_code"],
+                 "response_size": data["response_bytes"] is not None
+                 and format_size(data["response_bytes"]),
+                 "cert_days_left": data["cert_days_left"] is not None
+                 and f"{data['cert_days_left']:.1f} days",
+                 "error": data["error"]}
+        for label, text in lines.items():
+            if text is not None and text is not False:
+                console.print(f"  {label}: {text}")
         for key, value in data["values"].items():
-            console.print(f"  {key}: {value:g}")
+            console.print(f"  {key}: {format_measure(key, value)}")
         for key, count in data["counts"].items():
-            console.print(f"  {key}: {count['good']:g} good of {count['total']:g}")
+            console.print(f"  {key}: {format_measure('', count['good'])} good of "
+                          f"{format_measure('', count['total'])}")
         for key, text in data["details"].items():
             console.print(f"  {key}: {text}")
     return EXIT_OK if data["ok"] else EXIT_FAILED
@@ -223,7 +265,7 @@ def _run(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     import uvicorn
 
     from monitor.app import create_app
-    from monitor.storage.engine import make_engine, upgrade
+    from monitor.storage.engine import check_reachable, make_engine, upgrade
     settings = loaded.settings
     host = args.host or settings.server.host
     port = args.port if args.port is not None else settings.server.port
@@ -241,6 +283,7 @@ def _run(loaded: LoadedConfig, args: argparse.Namespace) -> int:
             print(f"error: {problem}", file=sys.stderr)
         return EXIT_USAGE
     engine = make_engine(settings.storage.url)
+    check_reachable(engine)
     if not args.no_migrate:
         upgrade(engine)
     app = create_app(settings, engine)

@@ -31,8 +31,6 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:  # type: ignore[t
                     "1 when there is no such incident.")
     parser.add_argument("incident_id", type=int, metavar="INCIDENT_ID",
                         help="the incident's number, as in the API and notifications")
-    parser.add_argument("--config", default=argparse.SUPPRESS, metavar="FILE",
-                        help="config file (same as --config before the command)")
     parser.add_argument("--output", metavar="FILE",
                         help="write the draft to FILE instead of printing it")
     parser.add_argument("--regenerate", action="store_true",

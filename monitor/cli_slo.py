@@ -11,7 +11,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from monitor.config_loader import LoadedConfig
-from monitor.units import format_duration, parse_duration
+from monitor.units import format_duration, format_measure, parse_duration
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 STATE_MARKS = {"ok": "[green]✔ ok[/]", "breaching": "[red]✖ breaching[/]",
@@ -94,10 +94,11 @@ def _status(loaded: LoadedConfig, engine: object, args: argparse.Namespace) -> i
         for column in ("trigger", "phase", "value", "threshold", "fired"):
             trigger_table.add_column(column)
         for t in triggers:
-            value = "no data" if t.value is None else f"{t.value:.4g}"
+            unit = "" if t.stat in ("count", "rate") else t.measure
+            value = "no data" if t.value is None else format_measure(unit, t.value)
             fired = "[red]FIRING[/]" if t.firing else "no"
             trigger_table.add_row(t.description or t.name, t.phase or "—", value,
-                                  f"{t.direction} {t.threshold:.4g}", fired)
+                                  f"{t.direction} {format_measure(unit, t.threshold)}", fired)
         tables.append(trigger_table)
     console = _console(tables)
     for item in tables:

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from monitor.config import CHANNEL_TYPES, Settings, cross_reference_problems
+from monitor.config_meaning import meaning_problems
 from monitor.errors import ConfigError, ConfigProblem
 from probes import REGISTRY
 
@@ -63,10 +64,7 @@ def parse_config(text: str, file: str, env: Mapping[str, str]) -> LoadedConfig:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([ConfigProblem(file, line, "", f"invalid YAML: {problem}")]) from None
+        raise ConfigError([_yaml_problem(exc, text, file)]) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -88,10 +86,16 @@ def parse_config(text: str, file: str, env: Mapping[str, str]) -> LoadedConfig:
         unset = {p.path for p in problems}  # a missing ${VAR} already explains its value
         problems.extend(p for p in _from_validation_error(exc, data, lines, file)
                         if p.path not in unset)
+    meaning = meaning_problems(settings) if not problems else []
+    if meaning:
+        problems.extend(ConfigProblem(file, _line_for(m.path, lines), format_path(m.path),
+                                      m.message) for m in meaning if m.error)
     if problems:
         problems.sort(key=lambda p: (p.line or 0, p.path))
         raise ConfigError(problems)
     loaded = LoadedConfig(_without_disabled_targets(settings), file)
+    loaded.warnings.extend(ConfigProblem(file, _line_for(m.path, lines), format_path(m.path),
+                                         m.message) for m in meaning if not m.error)
     for target in settings.targets:
         if not target.enabled:
             loaded.disabled_targets[target.name] = [
@@ -106,6 +110,41 @@ def parse_config(text: str, file: str, env: Mapping[str, str]) -> LoadedConfig:
         if missing:
             loaded.disabled_channels[channel.name] = missing
     return loaded
+
+
+def _yaml_problem(exc: yaml.YAMLError, text: str, file: str) -> ConfigProblem:
+    """`file:line:column: invalid YAML: …`, then the offending line, a caret under the
+    column and, for the usual causes, what to change."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc)
+    if mark is None:
+        return ConfigProblem(file, None, "", f"invalid YAML: {problem}")
+    source = text.splitlines()
+    shown = source[mark.line] if mark.line < len(source) else ""
+    message = (f"invalid YAML: {problem}\n    {shown.expandtabs(1)}\n"
+               f"    {' ' * mark.column}^")
+    hint = _yaml_hint(problem, exc)
+    if hint:
+        message += f"\n  hint: {hint}"
+    return ConfigProblem(file, mark.line + 1, "", message, column=mark.column + 1)
+
+
+def _yaml_hint(problem: str, exc: yaml.YAMLError) -> str:
+    context = str(getattr(exc, "context", "") or "")
+    if "\\t" in problem or "tab" in problem:
+        return "YAML indents with spaces only: replace the tab with spaces"
+    if "mapping values are not allowed" in problem:
+        return ("a `key: value` where a value was expected: check this line's "
+                "indentation, or quote a value that contains ': '")
+    if "expected <block end>" in problem or "expected <block end>" in context \
+            or "did not find expected key" in problem:
+        return ("check the indentation: keys of one mapping start in the same column, "
+                "and list items start with '- ' under their key")
+    if "could not find expected ':'" in problem:
+        return "a key needs ': ' after it (a space after the colon)"
+    if "found undefined alias" in problem or "found character" in problem:
+        return "quote values that start with '*', '&', '@', '`', '%' or '!'"
+    return ""
 
 
 def _without_disabled_targets(settings: Settings) -> Settings:

@@ -25,9 +25,12 @@ class ConfigProblem:
     line: int | None
     path: str
     message: str
+    column: int | None = None
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line else self.file
+        if self.line and self.column:
+            where += f":{self.column}"
         key = f" {self.path}:" if self.path else ""
         return f"{where}:{key} {self.message}"
 

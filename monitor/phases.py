@@ -42,6 +42,8 @@ class TriggerStatus:
     samples: int
     since: float | None
     transition: str | None = None  # "fired" | "resolved" when it changed this evaluation
+    measure: str = ""  # what was measured (`latency`, `database_size_bytes` ...): its unit
+    stat: str = ""  # p95, count, rate ...: `count` and `rate` are not in the measure's unit
 
 
 def phase_statuses(phases: Sequence[Phase], statuses: dict[str, SloStatus]
@@ -128,7 +130,8 @@ class TriggerTracker:
                 transition = "resolved"
             out.append(TriggerStatus(rule.name, rule.description, rule.phase, firing, value,
                                      threshold, direction, len(samples),
-                                     self._since.get(rule.name), transition))
+                                     self._since.get(rule.name), transition,
+                                     rule.measure, rule.stat))
         if track:
             self.last = out
         return out

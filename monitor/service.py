@@ -1,4 +1,4 @@
-"""Read-side service functions shared by the JSON API, the CLI and (later) dashboards.
+"""Read-side service functions shared by the JSON API, the CLI and the dashboards.
 
 Routes stay thin: they validate input, call one of these and shape the output.
 """

@@ -123,3 +123,45 @@ def parse_size(value: Any) -> int:
 
 ByteSize = Annotated[int, BeforeValidator(parse_size)]
 """A size in bytes, written in config as `1MiB`, `512KiB` or a number of bytes."""
+
+
+def format_size(size: float) -> str:
+    """Bytes as people read them: `254 kB`, `8 GB`, `1.05 MB` (decimal units, as the
+    config's `8GB` means 8·10⁹), three significant digits."""
+    magnitude = abs(size)
+    for unit, scale in (("TB", 1000**4), ("GB", 1000**3), ("MB", 1000**2), ("kB", 1000)):
+        if magnitude >= scale:
+            return f"{_significant(size / scale)} {unit}"
+    return f"{size:.0f} B"
+
+
+def format_seconds(seconds: float) -> str:
+    """A measured time: `12.3 ms` below a second, `3.5 s` below a minute, else `4m10s`."""
+    if abs(seconds) < 1:
+        return f"{_significant(seconds * 1000)} ms"
+    if abs(seconds) < 60:
+        return f"{_significant(seconds)} s"
+    return format_duration(seconds)
+
+
+def format_measure(name: str, value: float) -> str:
+    """`value` of the measurement `name` in its unit, read from the name's suffix the
+    way Prometheus names carry units (`_bytes`, `_seconds`, `_ratio`); never e-notation."""
+    if name.endswith("_bytes"):
+        return format_size(value)
+    if name == "latency" or name.endswith("_seconds"):
+        return format_seconds(value)
+    if name == "error" or name.endswith("_ratio") or name.endswith("_ratio_total"):
+        return f"{_significant(value * 100)} %"
+    return _significant(value)
+
+
+def _significant(number: float) -> str:
+    """Three significant digits without exponent; whole numbers of four or more digits
+    in full with thousands separators (`12,345`)."""
+    if abs(number) >= 1000:
+        return f"{number:,.0f}"
+    text = f"{number:.3g}"
+    if "e" in text:  # tiny values: fall back to fixed notation
+        text = f"{number:.6f}".rstrip("0").rstrip(".")
+    return text

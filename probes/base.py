@@ -103,6 +103,19 @@ class TargetConfig(StrictModel):
         """Where the target lives, safe to show (no credentials)."""
         return ""
 
+    def signals(self) -> Signals:
+        """The count streams and values this target's results can carry, so `check` can
+        refuse an SLO or trigger that names one it never produces."""
+        return Signals()
+
+
+@dataclass(frozen=True, slots=True)
+class Signals:
+    """Names a probe kind fills in `ProbeResult.counts` (streams) and `.values`."""
+
+    streams: frozenset[str] = frozenset()
+    values: frozenset[str] = frozenset()
+
 
 class Probe(Protocol):
     """A probe kind's runtime: built once per target, run once per interval."""

@@ -24,7 +24,15 @@ from urllib.parse import urlsplit
 from pydantic import Field
 
 from monitor.units import Duration
-from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, StrictModel, TargetConfig
+from probes.base import (
+    ErrorClass,
+    ProbeContext,
+    ProbeKind,
+    ProbeResult,
+    Signals,
+    StrictModel,
+    TargetConfig,
+)
 from probes.page import join_capped
 from probes.urls import HttpUrlStr, redact_url
 
@@ -103,6 +111,11 @@ class BrowserTarget(TargetConfig):
 
     def display_url(self) -> str:
         return redact_url(self.url)
+
+    def signals(self) -> Signals:
+        return Signals(values=frozenset({
+            "page_load_seconds", "dom_content_loaded_seconds", "ttfb_seconds",
+            "transfer_bytes", "requests", "failed_requests", "console_errors"}))
 
 
 class _Unavailable(Exception):

@@ -16,7 +16,15 @@ import httpx
 from pydantic import ConfigDict, Field
 
 from monitor.units import ByteSize, Duration
-from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, StrictModel, TargetConfig
+from probes.base import (
+    ErrorClass,
+    ProbeContext,
+    ProbeKind,
+    ProbeResult,
+    Signals,
+    StrictModel,
+    TargetConfig,
+)
 from probes.http_client import HttpClientPool
 from probes.http_fetch import Fetched, FetchFailed, fetch, guarded
 from probes.http_signals import ColdStartDetector, cdn_cache_status
@@ -77,6 +85,11 @@ class HttpTarget(TargetConfig):
 
     def display_url(self) -> str:
         return redact_url(self.url)
+
+    def signals(self) -> Signals:
+        cold = self.cold_start is not None
+        return Signals(streams=frozenset({"cdn"} | ({"warm"} if cold else set())),
+                       values=frozenset({"redirects"} | ({"cold_start"} if cold else set())))
 
 
 class HttpProbe:

@@ -33,7 +33,15 @@ from pymongo.errors import (
 )
 from pymongo.uri_parser import parse_userinfo, split_hosts, split_options
 
-from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, StrictModel, TargetConfig
+from probes.base import (
+    ErrorClass,
+    ProbeContext,
+    ProbeKind,
+    ProbeResult,
+    Signals,
+    StrictModel,
+    TargetConfig,
+)
 from probes.http_fetch import classify_transport_error
 
 log = logging.getLogger(__name__)
@@ -90,6 +98,9 @@ class MongoTarget(TargetConfig):
 
     def display_url(self) -> str:
         return parse_mongo_url(self.url).redacted
+
+    def signals(self) -> Signals:
+        return Signals(values=frozenset({"ping_seconds", "query_seconds", "documents"}))
 
 
 @dataclass(frozen=True, slots=True)

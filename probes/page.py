@@ -24,7 +24,15 @@ import httpx
 from pydantic import Field
 
 from monitor.units import ByteSize, Duration
-from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, StrictModel, TargetConfig
+from probes.base import (
+    ErrorClass,
+    ProbeContext,
+    ProbeKind,
+    ProbeResult,
+    Signals,
+    StrictModel,
+    TargetConfig,
+)
 from probes.http import TlsOptions
 from probes.http_client import HttpClientPool
 from probes.http_fetch import FetchFailed, classify_transport_error, fetch
@@ -68,6 +76,11 @@ class PageTarget(TargetConfig):
 
     def display_url(self) -> str:
         return redact_url(self.url)
+
+    def signals(self) -> Signals:
+        return Signals(values=frozenset({
+            "html_seconds", "page_load_seconds", "assets", "assets_skipped",
+            "slowest_asset_seconds", "page_bytes"}))
 
 
 @dataclass(frozen=True, slots=True)

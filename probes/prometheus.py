@@ -24,7 +24,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BeforeValidator, Field, model_validator
 
 from monitor.units import ByteSize
-from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, StrictModel, TargetConfig
+from probes.base import (
+    ErrorClass,
+    ProbeContext,
+    ProbeKind,
+    ProbeResult,
+    Signals,
+    StrictModel,
+    TargetConfig,
+)
 from probes.http import TlsOptions
 from probes.http_client import HttpClientPool
 from probes.http_fetch import guarded
@@ -83,6 +91,12 @@ class PrometheusTarget(TargetConfig):
 
     def display_url(self) -> str:
         return redact_url(self.url)
+
+    def signals(self) -> Signals:
+        return Signals(
+            streams=frozenset(self.ratios),
+            values=frozenset({"samples", *self.gauges,
+                              *(f"{ratio}_rate_per_second" for ratio in self.ratios)}))
 
 
 @dataclass(slots=True)

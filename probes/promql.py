@@ -21,7 +21,7 @@ import httpx
 from pydantic import Field, model_validator
 
 from monitor.units import ByteSize
-from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, TargetConfig
+from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, Signals, TargetConfig
 from probes.http import TlsOptions
 from probes.http_client import HttpClientPool
 from probes.http_fetch import FetchFailed, guarded, read_capped
@@ -60,6 +60,11 @@ class PromqlTarget(TargetConfig):
 
     def display_url(self) -> str:
         return redact_url(self.url)
+
+    def signals(self) -> Signals:
+        return Signals(
+            streams=frozenset({self.stream} if self.good is not None else set()),
+            values=frozenset(self.gauges))
 
 
 class QueryFailed(FetchFailed):

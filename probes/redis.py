@@ -35,7 +35,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, TargetConfig
+from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, Signals, TargetConfig
 from probes.http_fetch import classify_transport_error
 from probes.urls import redact_url
 
@@ -67,6 +67,10 @@ class RedisTarget(TargetConfig):
 
     def display_url(self) -> str:
         return redact_url(self.url)
+
+    def signals(self) -> Signals:
+        return Signals(streams=frozenset({CACHE_STREAM}), values=frozenset({
+            "ping_seconds", "connected_clients", "used_memory_bytes", "hit_ratio_total"}))
 
 
 class _Reading:

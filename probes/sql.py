@@ -31,7 +31,15 @@ from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import NullPool
 
-from probes.base import ErrorClass, ProbeContext, ProbeKind, ProbeResult, StrictModel, TargetConfig
+from probes.base import (
+    ErrorClass,
+    ProbeContext,
+    ProbeKind,
+    ProbeResult,
+    Signals,
+    StrictModel,
+    TargetConfig,
+)
 from probes.urls import redact_url
 
 log = logging.getLogger(__name__)
@@ -86,6 +94,11 @@ class SqlTarget(TargetConfig):
 
     def display_url(self) -> str:
         return _redact(self.url)
+
+    def signals(self) -> Signals:
+        return Signals(values=frozenset({
+            "query_seconds", "query_value", *(["database_size_bytes"] if self.database_size
+                                               else [])}))
 
 
 def engine_url(url: str) -> URL:

@@ -163,7 +163,7 @@ def test_probe_of_a_healthy_target_prints_what_it_measured(
     assert main(["--config", str(path), "probe", "api"]) == EXIT_OK
     out = capsys.readouterr().out
     assert f"api ({server.url}/health): OK" in out
-    assert re.search(r"latency_ms: \d+(\.\d+)?", out)
+    assert re.search(r"latency: \d+(\.\d+)? m?s\n", out)
     assert "status_code: 200" in out
     assert server.hits["/health"] == 1
 

@@ -40,10 +40,22 @@ def dumps(slos: list[SloConfig]) -> list[dict[str, Any]]:
     return [slo.model_dump() for slo in slos]
 
 
+TARGET_KINDS: dict[str, dict[str, object]] = {
+    # The kinds whose streams and values the SLOs below read (`check` refuses others).
+    "db": {"type": "sql", "url": "sqlite:///:memory:", "query": "SELECT 1",
+           "database_size": True},
+    "cache": {"type": "redis", "url": "redis://127.0.0.1:9/0"},
+}
+
+
+def target_configs(targets: list[str]) -> list[dict[str, object]]:
+    return [{"name": t, **TARGET_KINDS.get(t, {"type": "http", "url": "http://127.0.0.1:9/"})}
+            for t in targets]
+
+
 def load_with_targets(imported: str, targets: list[str]) -> list[SloConfig]:
     """The imported `slos:` as the real loader reads it (`${...}` interpolation included)."""
-    config = {"targets": [{"name": t, "type": "http", "url": "http://127.0.0.1:9/"}
-                          for t in targets], **yaml.safe_load(imported)}
+    config = {"targets": target_configs(targets), **yaml.safe_load(imported)}
     return parse_config(yaml.safe_dump(config), "imported.yaml", {}).settings.slos
 
 
@@ -156,8 +168,7 @@ def test_round_trip_keeps_every_option() -> None:
     `${` in text."""
     targets = ["api", "db", "cache"]
     settings = Settings.model_validate({
-        "targets": [{"name": t, "type": "http", "url": "http://127.0.0.1:9/"} for t in targets],
-        "slos": OPTIONS})
+        "targets": target_configs(targets), "slos": OPTIONS})
     exported = render(settings)
     docs = documents(exported)
     slo_names = [doc["metadata"]["name"] for doc in docs if doc["kind"] == "SLO"]

@@ -74,3 +74,46 @@ def alembic_config_without_engine() -> Config:
     config = Config()
     config.set_main_option("script_location", str(Path(migrations.__file__).parent))
     return config
+
+
+def check_reachable(engine: Engine) -> None:
+    """Connect once, or raise StorageError saying what is wrong and how to fix it.
+
+    Called before migrating at start, so that a typo in storage.url or a stopped server
+    reads as one sentence (exit 2) rather than a driver traceback.
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    from monitor.errors import StorageError
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except DBAPIError as exc:
+        raise StorageError(explain_connect_error(engine.url, exc)) from exc
+
+
+def explain_connect_error(url: Any, exc: BaseException) -> str:
+    """One sentence for the usual first-contact failures of `url` (a SQLAlchemy URL)."""
+    detail = str(getattr(exc, "orig", exc) or exc).strip().splitlines()
+    first = detail[0] if detail else type(exc).__name__
+    lowered = " ".join(detail).lower()
+    if url.get_backend_name() == "sqlite":
+        return (f"cannot open the SQLite database {url.database!r} ({first}): check that "
+                "its directory exists and is writable, or change storage.url")
+    host = url.host or "localhost"
+    where = f"{host}:{url.port or 5432}"
+    name = url.database or "postgres"
+    if "does not exist" in lowered and "database" in lowered:
+        return (f"database {name} does not exist on {where} — create it with "
+                f"`createdb -h {host} -p {url.port or 5432}"
+                f"{' -U ' + url.username if url.username else ''} {name}`, "
+                "or change storage.url")
+    if "password authentication failed" in lowered or "no password supplied" in lowered:
+        return (f"PostgreSQL on {where} refused user {url.username or '(default)'}: "
+                "wrong or missing password in storage.url")
+    if any(word in lowered for word in ("connection refused", "could not connect",
+                                        "timeout", "timed out", "name or service",
+                                        "could not translate", "no route")):
+        return (f"cannot reach PostgreSQL on {where} ({first}) — is the server running "
+                "and storage.url's host and port right?")
+    return f"cannot use the database on {where}: {first}"

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import make_url
 
 from monitor.config import Settings
 from monitor.leadership import release_all
@@ -18,11 +19,66 @@ from tests.fake_webhook import FakeWebhook
 from tests.servers import route_server
 
 REQUIRE_SERVICES = os.environ.get("PRIMEWATCH_REQUIRE_SERVICES") == "1"
-POSTGRES_URL = os.environ.get("PRIMEWATCH_TEST_DATABASE_URL",
-                              "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+SHARED_POSTGRES_URL = os.environ.get("PRIMEWATCH_TEST_DATABASE_URL",
+                                     "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PRIVATE_PREFIX = "pw_test_"
+POSTGRES_URL = make_url(SHARED_POSTGRES_URL).set(
+    database=f"{PRIVATE_PREFIX}{os.getpid()}").render_as_string(hide_password=False)
+"""Each pytest process gets its own database, created at start and dropped at the end,
+so parallel workers (and two developers' runs) never drop each other's tables."""
 TABLES = ("latency_bins", "slo_rollups", "probe_results", "maintenance_windows", "alert_events",
           "incidents", "incident_events", "notifications", "incident_threads", "silences",
-          "instances", "audit_log", "alembic_version")
+          "instances", "audit_log", "incident_members", "handled_slos", "alembic_version")
+
+
+def _admin(url: str) -> Engine:
+    """AUTOCOMMIT on the server's `postgres` database: CREATE/DROP DATABASE need both."""
+    admin_url = make_url(url).set(database="postgres", drivername="postgresql+psycopg")
+    return create_engine(admin_url, isolation_level="AUTOCOMMIT", pool_size=1,
+                         connect_args={"connect_timeout": 3})
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Create this process's PostgreSQL database, and drop those of runs that died."""
+    admin = _admin(POSTGRES_URL)
+    try:
+        with admin.connect() as connection:
+            names = connection.execute(text(
+                "SELECT datname FROM pg_database WHERE datname LIKE :prefix"),
+                {"prefix": f"{PRIVATE_PREFIX}%"}).scalars().all()
+            for name in names:
+                pid = name.removeprefix(PRIVATE_PREFIX)
+                if pid.isdigit() and not _pid_alive(int(pid)):
+                    connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            database = make_url(POSTGRES_URL).database
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{database}"'))
+    except Exception:  # no PostgreSQL here: its tests skip (or fail under CI) by themselves
+        pass
+    finally:
+        admin.dispose()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    admin = _admin(POSTGRES_URL)
+    try:
+        with admin.connect() as connection:
+            database = make_url(POSTGRES_URL).database
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
+    except Exception:
+        pass
+    finally:
+        admin.dispose()
 
 
 @pytest.fixture(autouse=True)

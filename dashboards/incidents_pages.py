@@ -13,10 +13,12 @@ import asyncio
 import math
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 from markupsafe import Markup
 
 from alerts.escalation import IncidentNotFound
@@ -51,14 +53,55 @@ def _markdown() -> MarkdownIt:
 MARKDOWN = _markdown()
 
 
-def render_markdown(text: str) -> Markup:
+def render_markdown(text: str, own_origin: str | None = None) -> Markup:
     """Markdown → safe HTML, headings moved one level down: the page's own `<h1>` is the
-    incident, the draft's title sits below it in the outline."""
+    incident, the draft's title sits below it in the outline.
+
+    Links are live only to the dashboard itself (a path, or `own_origin`, the configured
+    `server.public_url`); any other becomes its text and its URL as plain text. Drafts
+    quote incident titles and probe errors, which come from Alertmanager payloads and
+    probed targets: `[click](http://evil.example)` there must not become a trusted
+    looking link on our page."""
     tokens = MARKDOWN.parse(text)
     for token in tokens:
         if token.type in ("heading_open", "heading_close"):
             token.tag = f"h{min(6, int(token.tag[1:]) + 1)}"
+        elif token.type == "inline" and token.children:
+            token.children = _defang_links(token.children, own_origin)
     return Markup(MARKDOWN.renderer.render(tokens, MARKDOWN.options, {}))
+
+
+def _own_link(href: str, own_origin: str | None) -> bool:
+    if href.startswith("/") and not href.startswith("//") and "\\" not in href:
+        return True
+    if not own_origin:
+        return False
+    mine, theirs = urlsplit(own_origin), urlsplit(href)
+    return (theirs.scheme, theirs.netloc.lower()) == (mine.scheme, mine.netloc.lower()) \
+        and theirs.scheme in ("http", "https")
+
+
+def _defang_links(children: list[Token], own_origin: str | None) -> list[Token]:
+    """Inline tokens with every foreign link_open dropped and its link_close replaced by
+    ` (<url>)` as text (nothing when the text already is the URL, as in `<url>`)."""
+    kept: list[Token] = []
+    foreign: list[tuple[str, int]] = []  # (href, index in kept where its text starts)
+    for child in children:
+        if child.type == "link_open":
+            href = str(child.attrGet("href") or "")
+            if not _own_link(href, own_origin):
+                foreign.append((href, len(kept)))
+                continue
+            foreign.append(("", -1))  # ours: keep it, and its close
+        elif child.type == "link_close" and foreign:
+            href, start = foreign.pop()
+            if start >= 0:
+                shown = "".join(t.content for t in kept[start:] if t.type == "text")
+                if shown != href:
+                    kept.append(Token("text", "", 0, content=f" ({href})"))
+                continue
+        kept.append(child)
+    return kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +146,18 @@ def _href(status: str, number: int) -> str:
     return "/incidents" + ("?" + "&".join(query) if query else "")
 
 
+MAX_PAGE = 10**9
+"""Beyond any real incident list, and its offset still fits the database's 64-bit int."""
+
+
 def _page_number(value: str | None) -> int:
-    """`?page=` as a positive int; anything else is page 1 (an old or mangled link)."""
-    try:
-        return max(1, int(value or "1"))
-    except ValueError:
+    """`?page=` as a positive int; anything else is page 1 (an old or mangled link).
+    Capped at `MAX_PAGE`: `?page=<30 digits>` made an offset no database could bind
+    (a 500); past the last page, the caller shows the last page."""
+    text = (value or "1").strip()
+    if not text.isascii() or not text.isdigit():
         return 1
+    return max(1, min(MAX_PAGE, int(text[:12])))
 
 
 @router.get("/incidents", response_class=HTMLResponse, include_in_schema=False)
@@ -135,11 +184,11 @@ async def incidents(request: Request, status: str | None = None,
     if total > PAGE_SIZE:
         first = (current - 1) * PAGE_SIZE + 1
         summary += f", {first}–{first + len(rows) - 1} shown"
-    return page(request, "incidents.html.j2", title="Incidents", rows=rows, states=STATES,
-                filters=[(key, name, _href(key, 1)) for key, name in FILTERS],
-                status=wanted, summary=summary, number=current, pages=pages,
-                previous=_href(wanted, current - 1) if current > 1 else None,
-                following=_href(wanted, current + 1) if current < pages else None)
+    return await page(request, "incidents.html.j2", title="Incidents", rows=rows, states=STATES,
+                      filters=[(key, name, _href(key, 1)) for key, name in FILTERS],
+                      status=wanted, summary=summary, number=current, pages=pages,
+                      previous=_href(wanted, current - 1) if current > 1 else None,
+                      following=_href(wanted, current + 1) if current < pages else None)
 
 
 def _detail(runtime: Runtime, incident_id: int) -> dict[str, Any] | None:
@@ -153,7 +202,8 @@ def _detail(runtime: Runtime, incident_id: int) -> dict[str, Any] | None:
     return {"incident": incident, "events": timeline(engine, incident_id),
             "facts": _facts(runtime, incident, now),
             "duration": _duration(incident, now),
-            "postmortem": None if text is None else render_markdown(text)}
+            "postmortem": None if text is None else render_markdown(
+                text, runtime.settings.server.public_url)}
 
 
 @router.get("/incidents/{incident_id}", response_class=HTMLResponse, include_in_schema=False)
@@ -165,9 +215,9 @@ async def incident(request: Request, incident_id: str) -> HTMLResponse:
     found = await asyncio.to_thread(_detail, runtime, number) if 0 < number <= MAX_ID \
         else None
     if found is None:
-        return page(request, "incident.html.j2", title="Incident not found", status_code=404,
-                    incident=None, wanted=incident_id[:40], states=STATES)
+        return await page(request, "incident.html.j2", title="Incident not found", status_code=404,
+                          incident=None, wanted=incident_id[:40], states=STATES)
     current: Incident = found["incident"]
-    return page(request, "incident.html.j2", title=f"Incident #{current.id}",
-                states=STATES, wanted=incident_id,
-                markdown_url=f"/api/v1/incidents/{current.id}/postmortem", **found)
+    return await page(request, "incident.html.j2", title=f"Incident #{current.id}",
+                      states=STATES, wanted=incident_id,
+                      markdown_url=f"/api/v1/incidents/{current.id}/postmortem", **found)

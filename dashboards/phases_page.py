@@ -270,9 +270,9 @@ async def phases_page(request: Request) -> HTMLResponse:
     rows = metric_rows(phase_list, slos, {s.name: s for s in current})
     triggered = trigger_rows(settings.triggers, triggers, events)
     titles = {p.name: short_name(p) for p in phase_list}
-    return page(request, "phases.html.j2", title="Scaling phases",
-                headline=headline(phase_list, triggered, now), phases=phase_list,
-                descriptions={n: p.description for n, p in _phase_configs(settings).items()},
-                rows=rows, triggers=triggered, phase_titles=titles,
-                history=history_rows(settings.triggers, events),
-                history_days=HISTORY_SECONDS // 86400)
+    return await page(request, "phases.html.j2", title="Scaling phases",
+                      headline=headline(phase_list, triggered, now), phases=phase_list,
+                      descriptions={n: p.description for n, p in _phase_configs(settings).items()},
+                      rows=rows, triggers=triggered, phase_titles=titles,
+                      history=history_rows(settings.triggers, events),
+                      history_days=HISTORY_SECONDS // 86400)

@@ -2,8 +2,10 @@
 
 A deployment with no write token configured refuses every write (403) rather than
 accepting anonymous ones. Wrong credentials count against the client's address
-(`server.failed_auth`); once locked out it gets 429 until the window has passed, even
-with a correct token, so guessing costs a minute per handful of tries.
+(`server.failed_auth`); once locked out it gets 429 until the window has passed, so
+guessing costs a minute per handful of tries. A token that has already authenticated
+from that address is the exception (see `FailedAuthLimiter`): someone else's guesses
+from a shared address must not lock out a client that was working.
 """
 
 from __future__ import annotations
@@ -39,13 +41,34 @@ def _limiter(request: Request) -> FailedAuthLimiter:
 
 
 def refuse_if_locked_out(request: Request) -> None:
-    """429 with Retry-After while this client is locked out for failed authentications."""
-    wait = _limiter(request).retry_after(client_address(request.scope))
-    if wait is not None:
-        seconds = retry_after_seconds(wait)
-        raise HTTPException(429, "too many failed authentications from this address; "
-                                 f"try again in {seconds}s",
-                            headers={"Retry-After": str(seconds)})
+    """429 with Retry-After while this client is locked out for failed authentications,
+    unless it presents a token that authenticated from this address before."""
+    limiter, client = _limiter(request), client_address(request.scope)
+    wait = limiter.retry_after(client)
+    if wait is None:
+        return
+    token = _known_token(request)
+    if token is not None and limiter.known(client, token.name):
+        return
+    seconds = retry_after_seconds(wait)
+    raise HTTPException(429, "too many failed authentications from this address; "
+                             f"try again in {seconds}s",
+                        headers={"Retry-After": str(seconds)})
+
+
+def _known_token(request: Request) -> ApiToken | None:
+    """The configured token the request presents (Bearer, or the dashboard's `?token=`
+    or cookie), if any."""
+    from dashboards.security import TOKEN_COOKIE  # dashboards imports this module
+
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    presented = value.strip() if scheme.lower() == "bearer" else ""
+    presented = presented or request.query_params.get("token") \
+        or request.cookies.get(TOKEN_COOKIE, "")
+    if not presented:
+        return None
+    tokens: list[ApiToken] = request.app.state.runtime.settings.server.tokens
+    return match_token(tokens, presented)
 
 
 def record_failure(request: Request) -> None:
@@ -54,8 +77,10 @@ def record_failure(request: Request) -> None:
 
 
 def record_actor(request: Request, name: str) -> None:
-    """Name the token this request authenticated with, for the audit's "who"."""
+    """Name the token this request authenticated with, for the audit's "who", and
+    remember it authenticated from this address (which a lockout then spares)."""
     setattr(request.state, ACTOR_STATE, name)
+    _limiter(request).record_success(client_address(request.scope), name)
 
 
 def _bearer(request: Request) -> str:

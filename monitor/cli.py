@@ -265,6 +265,7 @@ def _run(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     import uvicorn
 
     from monitor.app import create_app
+    from monitor.serving import server_config
     from monitor.storage.engine import check_reachable, make_engine, upgrade
     settings = loaded.settings
     host = args.host or settings.server.host
@@ -289,9 +290,7 @@ def _run(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     app = create_app(settings, engine)
     log.info("primewatch %s: %s, serving on http://%s:%d", __version__, loaded.summary(),
              host, port)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning",
-                            access_log=False)
-    uvicorn.Server(config).run()
+    uvicorn.Server(server_config(app, settings, host, port)).run()
     return EXIT_OK
 
 

@@ -25,6 +25,7 @@ from monitor.ingest import ResultWriter
 from monitor.leadership import Leadership, default_instance_name, members
 from monitor.maintenance import load_stored
 from monitor.metrics import Metrics
+from monitor.metrics_snapshot import Exposition
 from monitor.retention import prune
 from monitor.scheduler import ProbeScheduler, ScheduledTarget
 from monitor.service import MonitorService
@@ -47,6 +48,7 @@ class Runtime:
         self.settings = settings
         self.metrics = metrics
         metrics.describe_slos(settings.slos)
+        self.exposition = Exposition(metrics.registry)  # what /metrics serves
         self.service = MonitorService(settings, engine, clock)
         self.clients = HttpClientPool()
         context = ProbeContext(clients=self.clients, region=settings.region)
@@ -130,6 +132,7 @@ class Runtime:
         (1,000 SLOs' gauges take ~0.1 s, which would delay probes)."""
         statuses = await asyncio.to_thread(self._evaluate_and_publish)
         self.statuses = {s.name: s for s in statuses}
+        self.exposition.invalidate()  # the next scrape shows this tick's gauges
         return statuses
 
     def _evaluate_and_publish(self) -> list[SloStatus]:

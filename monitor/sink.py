@@ -6,6 +6,11 @@ When the buffer is full the oldest waiting results move to the spill file
 (monitor/spill.py), which is written back once storage answers again — after the
 buffer, so fresh data reaches dashboards first. Only when the spill file is full too
 (or disabled) are the oldest results dropped: counted, and logged once per outage.
+
+A write the database refuses (a value it will never accept, not an outage) is not
+retried: the batch is split until the refused results are found
+(monitor/storage/isolate.py); those are quarantined (counted, logged once per target
+without their payload) and every other result of the batch is stored.
 """
 
 from __future__ import annotations
@@ -19,11 +24,14 @@ from collections.abc import Callable, Sequence
 
 from monitor.metrics import Metrics
 from monitor.spill import SpillBatch, SpillFile
+from monitor.storage.isolate import Isolated, Quarantined, write_isolating
+from monitor.storage.sanitize import TARGET_CHARS, clean_text
 from probes.base import ProbeResult
 
 log = logging.getLogger(__name__)
 
 Writer = Callable[[Sequence[ProbeResult]], None]
+_TOLD_TARGETS = 1000  # targets whose first quarantined result was logged (bounded)
 
 
 class ResultSink:
@@ -58,6 +66,9 @@ class ResultSink:
         self._closing = False
         self.written = 0
         self.dropped = 0
+        self.quarantined = 0
+        """Results the database refused on their own: never stored, never retried."""
+        self._quarantine_told: set[str] = set()
         self.last_error: str | None = None
         self.storage_ok = True
         self._outage_since: float | None = None
@@ -153,14 +164,21 @@ class ResultSink:
                  for _ in range(min(self._batch_size, len(self._buffer)))]
         self._in_flight = len(batch)
         try:
-            await asyncio.to_thread(self._writer, batch)
+            outcome = await asyncio.to_thread(write_isolating, self._writer, batch)
         except Exception:  # not on cancellation: the thread may still store the batch
             self._in_flight = 0
             self._buffer.extendleft(reversed(batch))
             self._trim()
             raise
         self._in_flight = 0
-        self._count_written(len(batch))
+        if outcome.error is not None:
+            # Storage went down while a refused row was being isolated: what is left
+            # goes back to the front, as a failed batch does.
+            self._buffer.extendleft(reversed(outcome.unwritten))
+            self._trim()
+        self._settle(outcome)
+        if outcome.error is not None:
+            raise outcome.error
         return True
 
     async def _replay_spilled(self) -> bool:
@@ -176,22 +194,52 @@ class ResultSink:
             self._lose(lost, "the spill file could not be read")
             self._publish_spill()
             return False
-        await asyncio.to_thread(self._store_spilled, spill, batch)
-        spill.advance(batch)
-        if batch.unreadable:
-            self._lose(batch.unreadable, "unreadable records in the spill file")
-        self._count_written(len(batch.results))
-        self._metrics.results_replayed.inc(len(batch.results))
+        outcome, done = await asyncio.to_thread(self._store_spilled, spill, batch)
+        if done is not None:
+            spill.advance(done)
+            if done.unreadable:
+                self._lose(done.unreadable, "unreadable records in the spill file")
+        self._settle(outcome)
+        self._metrics.results_replayed.inc(outcome.written)
         self._publish_spill()
+        if outcome.error is not None:
+            raise outcome.error  # an outage halfway: the rest is replayed once it is over
         if not spill.pending:
             log.info("spill file %s fully written to storage", spill.path)
         return True
 
-    def _store_spilled(self, spill: SpillFile, batch: SpillBatch) -> None:
-        """Worker thread: store a batch, then save the offset past it."""
-        if batch.results:
-            self._writer(batch.results)
-        spill.save_offset(batch.end)
+    def _store_spilled(self, spill: SpillFile,
+                       batch: SpillBatch) -> tuple[Isolated, SpillBatch | None]:
+        """Worker thread: store a batch (quarantining what the database refuses), then
+        save the offset past it, or past the part done before an outage cut it short."""
+        outcome = write_isolating(self._writer, batch.results)
+        done = batch.head(outcome.done) if outcome.unwritten else batch
+        if done is not None:
+            spill.save_offset(done.end)
+        return outcome, done
+
+    def _settle(self, outcome: Isolated) -> None:
+        """Count what a write stored and what it quarantined."""
+        self._count_written(outcome.written)
+        if outcome.quarantined:
+            self._quarantine(outcome.quarantined)
+
+    def _quarantine(self, refused: Sequence[Quarantined]) -> None:
+        """Refused by the database: counted and logged once per target, never retried.
+        The log names the target and the kind of refusal, not the payload, which came
+        from the endpoint."""
+        self.quarantined += len(refused)
+        self._metrics.results_quarantined.inc(len(refused))
+        for item in refused:
+            target = clean_text(item.result.target, TARGET_CHARS)
+            if target in self._quarantine_told or \
+                    len(self._quarantine_told) >= _TOLD_TARGETS:
+                continue
+            self._quarantine_told.add(target)
+            log.error("storage refused a result of target %r (%s): quarantined, not "
+                      "stored; the rest of its batch was (counted in "
+                      "primewatch_results_quarantined_total; logged once per target)",
+                      target, item.reason)
 
     def _count_written(self, count: int) -> None:
         self.written += count

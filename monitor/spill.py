@@ -8,6 +8,11 @@ stored batch), so a crash during replay writes at most one batch twice. An exclu
 lock on `<path>.lock` stops two processes sharing a working directory from replaying the
 same file twice: the second one runs without a spill file and says so.
 
+Records hold results as probed; replay hands them to the same writer as the buffer, so
+they are sanitised where rows are built (monitor/storage/sanitize.py), and a record the
+database still refuses is quarantined by the sink, which then saves the offset past it:
+a poisoned record never blocks the file, nor is it replayed after a restart.
+
 Threading: `append`, `advance` and `clear` run on the event loop; `read` and
 `save_offset` run in the sink's worker thread. `read` only looks at bytes below `size`,
 which `append` raises after its write has completed, so it never sees a half-written line.
@@ -101,12 +106,26 @@ def _number(value: object) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class SpillBatch:
-    """Records read from the spill file: `lines` consumed, `end` the offset after them."""
+    """Records read from the spill file: `lines` consumed, `end` the offset after them.
+
+    `marks` holds, for each result, (end, lines, unreadable) just past its line, so
+    the sink can save progress past part of a batch (`head`) when storage fails halfway
+    through isolating a refused record, and none of the stored part is written twice."""
 
     results: list[ProbeResult]
     end: int
     lines: int
     unreadable: int
+    marks: tuple[tuple[int, int, int], ...] = ()
+
+    def head(self, count: int) -> SpillBatch | None:
+        """The batch cut just after its `count`th result; None for nothing at all."""
+        if count >= len(self.results):
+            return self
+        if count <= 0:
+            return None
+        end, lines, unreadable = self.marks[count - 1]
+        return SpillBatch(self.results[:count], end, lines, unreadable, self.marks[:count])
 
 
 class SpillFile:
@@ -191,6 +210,7 @@ class SpillFile:
         end = self.size
         position = self.offset
         results: list[ProbeResult] = []
+        marks: list[tuple[int, int, int]] = []
         lines = unreadable = 0
         with self.path.open("rb") as file:
             file.seek(position)
@@ -206,7 +226,9 @@ class SpillFile:
                     unreadable += 1
                     log.warning("spill file %s: skipped an unreadable record at byte %d "
                                 "(%s)", self.path, position - len(line), exc)
-        return SpillBatch(results, position, lines, unreadable)
+                else:
+                    marks.append((position, lines, unreadable))
+        return SpillBatch(results, position, lines, unreadable, tuple(marks))
 
     def save_offset(self, end: int) -> None:
         """Record that everything before `end` is stored (worker thread, after the

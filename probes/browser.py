@@ -34,7 +34,7 @@ from probes.base import (
     TargetConfig,
 )
 from probes.page import join_capped
-from probes.urls import HttpUrlStr, redact_url
+from probes.urls import HttpUrlStr, redact_text, redact_url
 
 if TYPE_CHECKING:
     from playwright.async_api import (
@@ -141,7 +141,7 @@ class _Observed:
         # Chromium also logs each failed load ("Failed to load resource"): those are counted
         # as failed requests already, and the favicon's, which no user notices, is ignored
         if kind == "error" and not text.startswith("Failed to load resource"):
-            self.console_errors.append(text)
+            self.console_errors.append(redact_text(text))  # scripts log URLs with tokens
 
     def where(self, url: str) -> str:
         """The path for this page's own origin, host and path for others; never the query."""
@@ -289,7 +289,7 @@ class BrowserProbe:
                 raise
             except Exception as exc:
                 await self.aclose()  # a driver that failed once is not trusted again
-                first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                first_line = _first_line(str(exc).strip()) if str(exc).strip() else ""
                 raise _Unavailable(f"could not launch Chromium at {self.config.executable_path}"
                                    f": {first_line or type(exc).__name__}") from exc
             log.info("launched Chromium %s for browser probe %s", self._browser.version,
@@ -361,7 +361,9 @@ def _seconds(milliseconds: Any) -> float:
 
 
 def _first_line(text: str) -> str:
-    return text.splitlines()[0] if text else "unknown error"
+    """The first line of a Playwright message, its URLs redacted: `page.goto: net::ERR_...
+    at https://user:pw@host/?token=...` quotes the URL it was given."""
+    return redact_text(text.splitlines()[0]) if text.strip() else "unknown error"
 
 
 def _build(config: BrowserTarget, ctx: ProbeContext) -> BrowserProbe:

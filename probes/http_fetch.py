@@ -2,26 +2,49 @@
 
 Why by hand: a probe must count redirects, stop loops with a clear error and read at
 most `max_body` bytes (a hostile target may send 100 MB or never end its body).
+Following by hand also means doing what browsers and httpx do on a redirect: configured
+credentials (Authorization, Cookie, API-key headers) go only to the origin they were
+configured for, never to the host a redirect names, which the target (or whoever
+controls its Location header) chooses. Every URL in a message goes through `redact_url`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 from urllib.parse import urljoin
 
 import httpx
 
 from probes.base import ErrorClass, ProbeResult
+from probes.urls import Origin, origin, redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+
+CREDENTIAL_HEADER = re.compile(r"auth|cookie|token|key|secret|session|passw", re.IGNORECASE)
+"""Header names whose values are credentials: Authorization, Proxy-Authorization, Cookie,
+and the API-key kind a target config may add (`X-Api-Key`, `X-Auth-Token`,
+`X-Session-Secret`). Target headers have no "secret" marker, so the name decides; broad
+on purpose: a header wrongly held back costs a failed probe, a key sent away costs a key."""
+
+FollowRedirects = bool | Literal["same-origin"]
+"""`true` follows any redirect (credentials dropped on a cross-origin hop), `false` none,
+`same-origin` follows only within the configured origin and fails the probe otherwise."""
+
+
+def without_credentials(headers: Mapping[str, str]) -> dict[str, str]:
+    """`headers` minus those `CREDENTIAL_HEADER` names: what may go to another origin."""
+    return {name: value for name, value in headers.items()
+            if not CREDENTIAL_HEADER.search(name)}
 
 
 class FetchFailed(Exception):
@@ -48,16 +71,25 @@ class Fetched:
 
 
 async def fetch(client: httpx.AsyncClient, method: str, url: str, *,
-                headers: dict[str, str] | None = None, body: bytes | None = None,
+                headers: Mapping[str, str] | None = None, body: bytes | None = None,
                 timeout: httpx.Timeout | float | None = None, max_body: int,
-                follow_redirects: bool = True, max_redirects: int = 5) -> Fetched:
-    """Send one request (and its redirects); raise FetchFailed or httpx.TransportError."""
+                follow_redirects: FollowRedirects = True, max_redirects: int = 5,
+                credentials_origin: Origin | None = None) -> Fetched:
+    """Send one request (and its redirects); raise FetchFailed or httpx.TransportError.
+
+    `headers` go whole only to `credentials_origin` (default: `url`'s origin); any other
+    origin, first URL or redirect, gets them without credentials. The page probe passes
+    its configured URL's origin for assets, whose own URL may be elsewhere."""
+    home = credentials_origin or origin(url)
+    given = dict(headers or {})
+    stripped = without_credentials(given)
     visited = [url]
     redirects = 0
     cert_days: float | None = None
     while True:
-        request = client.build_request(method, url, headers=headers, content=body,
-                                       timeout=timeout)
+        request = client.build_request(
+            method, url, headers=given if origin(url) == home else stripped, content=body,
+            timeout=timeout)
         response = await client.send(request, stream=True)
         try:
             days = cert_days_left(response)
@@ -67,9 +99,15 @@ async def fetch(client: httpx.AsyncClient, method: str, url: str, *,
                 next_url = urljoin(url, location)
                 redirects += 1
                 if next_url in visited:
-                    chain = " → ".join([*visited[-3:], next_url])
+                    chain = " → ".join(map(redact_url, [*visited[-3:], next_url]))
                     raise FetchFailed(ErrorClass.REDIRECTS, f"redirect loop: {chain}",
                                       response.status_code, cert_days)
+                if follow_redirects == "same-origin" and origin(next_url) != home:
+                    raise FetchFailed(
+                        ErrorClass.REDIRECTS,
+                        f"redirect to another origin refused (follow_redirects: same-origin):"
+                        f" {redact_url(url)} → {redact_url(next_url)}",
+                        response.status_code, cert_days)
                 if redirects > max_redirects:
                     raise FetchFailed(ErrorClass.REDIRECTS,
                                       f"more than {max_redirects} redirects",
@@ -149,14 +187,14 @@ def classify_transport_error(exc: BaseException) -> tuple[str, str]:
     """Map an httpx transport error to an error class by walking its cause chain."""
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, socket.gaierror):
+        if isinstance(seen, socket.gaierror):  # messages of these quote no URL
             return ErrorClass.DNS, f"DNS lookup failed: {_short(seen)}"
         if isinstance(seen, ConnectionRefusedError):
             return ErrorClass.REFUSED, "connection refused"
         if isinstance(seen, ssl.SSLError):
             return ErrorClass.TLS, f"TLS error: {_short(seen)}"
         seen = seen.__cause__ or seen.__context__
-    text = str(exc)
+    text = redact_text(str(exc))  # httpx may quote the URL, credentials and all
     lowered = text.lower()
     if "name or service not known" in lowered or "nodename nor servname" in lowered \
             or "temporary failure in name resolution" in lowered:

@@ -36,7 +36,7 @@ from probes.base import (
 from probes.http import TlsOptions
 from probes.http_client import HttpClientPool
 from probes.http_fetch import FetchFailed, classify_transport_error, fetch
-from probes.urls import HttpUrlStr, redact_url
+from probes.urls import HttpUrlStr, origin, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -146,29 +146,17 @@ def find_assets(html: str, document_url: str, limit: int) -> tuple[list[Asset], 
     except Exception:  # html.parser may still choke on some markup: keep what was found
         log.debug("HTML parsing stopped early for %s", redact_url(document_url))
     base = urljoin(document_url, finder.base) if finder.base else document_url
-    origin = _origin(document_url)
+    home = origin(document_url)
     wanted: dict[str, bool] = {}
     skipped = 0
     for ref, required in finder.found:
         url = urldefrag(urljoin(base, ref)).url
-        if origin is None or _origin(url) != origin or not _valid(url):
+        if home is None or origin(url) != home or not _valid(url):
             skipped += 1
         else:  # preloaded, then used as a stylesheet: it is required
             wanted[url] = wanted.get(url, False) or required
     assets = [Asset(url, required) for url, required in wanted.items()]
     return assets[:limit], skipped + max(0, len(assets) - limit)
-
-
-def _origin(url: str) -> tuple[str, str, int] | None:
-    """(scheme, host, port) as browsers compare them for the same-origin rule."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return None
-    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
 
 
 def _valid(url: str) -> bool:
@@ -341,9 +329,12 @@ class PageProbe:
         fetched = _Fetched(url=url, final_url=url)
         start = time.perf_counter()
         try:
+            # Configured headers belong to the configured URL's origin: an asset of a page
+            # that redirected elsewhere (a login host, a CDN) gets them without credentials
             got = await fetch(self._client, "GET", url, headers=headers or self.config.headers,
                               timeout=self._timeout, max_body=limit,
-                              max_redirects=MAX_REDIRECTS)
+                              max_redirects=MAX_REDIRECTS,
+                              credentials_origin=origin(self.config.url))
         except httpx.TimeoutException:
             raise
         except httpx.TransportError as exc:

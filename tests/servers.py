@@ -92,8 +92,10 @@ def serve_asgi(app: object) -> Iterator[str]:
 
     import uvicorn
 
+    # proxy_headers off as in production without `server.trusted_proxies`: uvicorn's
+    # default trusts X-Forwarded-For from loopback, i.e. from every test client
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",  # type: ignore[arg-type]
-                            access_log=False, lifespan="on")
+                            access_log=False, lifespan="on", proxy_headers=False)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

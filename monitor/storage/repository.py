@@ -13,6 +13,7 @@ from sqlalchemy import Engine, and_, func, insert, select, text
 
 from monitor.storage.models import ProbeResultRow
 from monitor.storage.rollups import add_deltas
+from monitor.storage.sanitize import storable
 from probes.base import ProbeResult
 from slo.rollup import BucketDelta
 
@@ -30,14 +31,19 @@ class StoredResult:
 
 def write_batch(engine: Engine, results: Sequence[ProbeResult],
                 deltas: Mapping[tuple[str, int], BucketDelta]) -> None:
-    """Store raw results and add their rollup deltas (every tier), in one transaction."""
+    """Store raw results and add their rollup deltas (every tier), in one transaction.
+
+    Every row passes through `storable` (monitor/storage/sanitize.py): text an endpoint
+    sent can hold NUL, lone surrogates or a megabyte, which would make the database
+    refuse the whole batch."""
     with engine.begin() as connection:
         if results:
             connection.execute(insert(ProbeResultRow), [_row(r) for r in results])
         add_deltas(connection, deltas)
 
 
-def _row(result: ProbeResult) -> dict[str, Any]:
+def _row(probed: ProbeResult) -> dict[str, Any]:
+    result = storable(probed)
     row = {name: getattr(result, name) for name in _RESULT_COLUMNS}
     row["values"] = result.values or None
     row["counts"] = {k: list(v) for k, v in result.counts.items()} or None

@@ -34,6 +34,8 @@ $(DEV_STAMP): requirements-dev.lock pyproject.toml | $(UV)
 venv: $(DEV_STAMP)
 
 ## Start primewatch with config.yaml (and the bundled demo target unless PRIMETRADE_API_URL is set).
+## Without PRIMEWATCH_TOKEN, a write token is made for this session (config.yaml reads
+## ${PRIMEWATCH_TOKEN:-}), so acknowledging and resolving work; it is printed, never stored.
 run: $(RUN_STAMP)
 	$(BIN)/primewatch db upgrade
 	@if [ -z "$$PRIMETRADE_API_URL" ]; then \
@@ -41,7 +43,16 @@ run: $(RUN_STAMP)
 	  $(BIN)/primewatch demo-target --port $(DEMO_PORT) & demo=$$!; \
 	  trap 'kill $$demo 2>/dev/null' EXIT INT TERM; \
 	fi; \
-	echo "dashboard: http://127.0.0.1:$${PRIMEWATCH_PORT:-8000}/"; \
+	if [ -z "$$PRIMEWATCH_TOKEN" ]; then \
+	  PRIMEWATCH_TOKEN=$$($(BIN)/python -c 'from monitor.cli_token import new_token; print(new_token())'); \
+	  export PRIMEWATCH_TOKEN; \
+	  echo "write token for this session: $$PRIMEWATCH_TOKEN"; shown=$$PRIMEWATCH_TOKEN; \
+	else \
+	  echo "write token: the one in \$$PRIMEWATCH_TOKEN"; shown='$$PRIMEWATCH_TOKEN'; \
+	fi; \
+	url="http://127.0.0.1:$${PRIMEWATCH_PORT:-8000}"; \
+	echo "  acknowledge: curl -X POST -H \"Authorization: Bearer $$shown\" $$url/api/v1/incidents/ID/ack  (or .../resolve)"; \
+	echo "dashboard: $$url/"; \
 	$(BIN)/primewatch run
 
 ## Run the whole test suite (pytest's exit code 5, "no tests", fails the run).

@@ -5,32 +5,52 @@ outbox rows it causes (`alerts/outbox.py` delivers them). So a crash at any mome
 leaves either the old state (the step runs again on restart) or the new state with its
 messages queued; and each message's key (incident, round, step, repeat, channel) is
 unique, so re-running a step cannot queue a message twice.
+
+What an incident is made of and when it may close are decided beside it: its members
+and their names (`alerts/members.py`, `alerts/causes.py`), burn-rate alerts explained
+by an outage already handled (`alerts/handled.py`), the latch a person's resolve sets
+(`alerts/latch.py`), silence reminders (`alerts/reminders.py`) and the outbox rows
+(`alerts/outgoing.py`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
+from alerts.handled import drop_explained, mark_handled
+from alerts.latch import latch, live_keys, release_cleared
+from alerts.member_store import handled_until, latched_keys
+from alerts.members import (
+    add_members,
+    detection_changes,
+    page_impact_start,
+    release_reason,
+    single_slo,
+    sync_members,
+)
+from alerts.outgoing import Outgoing
+from alerts.reminders import remind_expiring
 from alerts.routing import route
 from alerts.rules import ActiveAlert, grouped
 from alerts.silences import Matcher, Silence, create_silence, list_silences, silenced_by
+from alerts.steps import advance, shape
 from alerts.store import Incident, add_event, get_incident, open_incidents
 from monitor.config import EscalationPolicy, Settings
 from monitor.errors import PrimewatchError
-from monitor.storage.models import IncidentRow, NotificationRow
+from monitor.storage.models import IncidentRow
 
 log = logging.getLogger(__name__)
 SEVERITY_RANK = {"ticket": 0, "page": 1}
 EXTERNAL_PREFIX = "external:"
 """Keys of incidents whose rule lives elsewhere (Alertmanager): they open, update and
 resolve only through `receive_external`, never by the evaluation tick."""
+MACHINE_RESOLVERS = frozenset({"auto", "alertmanager"})
+"""Who resolves without being a person: their resolves never latch."""
 
 
 class IncidentError(PrimewatchError):
@@ -50,34 +70,53 @@ class IncidentManager:
         self._engine = engine
         self._settings = settings
         self._policies = {p.name: p for p in settings.alerting.policies}
-        self._usable = set(channels) if channels is not None else {
+        usable = set(channels) if channels is not None else {
             c.name for c in settings.alerting.channels if not c.missing_credentials()}
         self._on_resolved = on_resolved
         public = settings.server.public_url
-        self._base_url = public.rstrip("/") if public else None
+        self._out = Outgoing(usable, public.rstrip("/") if public else None)
 
     # -- the evaluation tick ------------------------------------------------------
 
     def tick(self, alerts: Sequence[ActiveAlert], now: float) -> None:
         """Open, update and clear incidents for this tick's firing rules, then run due
-        escalation steps and acknowledgement timeouts."""
+        escalation steps, acknowledgement timeouts and silence reminders.
+
+        Burn-rate alerts explained by an outage already handled are left out first
+        (`alerts/handled.py`); a key a person resolved while it fired opens nothing
+        until it has been seen clear (`alerts/latch.py`)."""
         silences = list_silences(self._engine, now)
         with self._engine.connect() as connection:
             current = {i.key: i for i in open_incidents(connection)}
-        loud = [a for a in alerts if silenced_by(silences, a.labels, now) is None]
-        firing = {a.key: a for a in grouped(alerts)}
+            handled = handled_until(connection)
+            latched = latched_keys(connection)
+        kept = drop_explained(self._engine, self._settings, alerts, handled, now)
+        kept_ids = {id(a) for a in kept}
+        dropped = [a for a in alerts if id(a) not in kept_ids]
+        holding = release_cleared(self._engine, latched, live_keys(kept, dropped), now)
+        loud = [a for a in kept if silenced_by(silences, a.labels, now) is None]
+        firing = {a.key: a for a in grouped(kept)}
         opening = {a.key: a for a in grouped(loud)}  # what opens: silenced members left out
         for key, alert in firing.items():
             try:
-                if key in current:
-                    self._update(current[key], alert, now)
-                elif key in opening:
+                incident = current.get(key)
+                if incident is not None:
+                    reason = release_reason(incident, alert)
+                    if reason is None:
+                        self._update(incident, alert, now)
+                    else:
+                        self._cleared(incident, now, reason)
+                elif key in opening and key not in holding:
                     self._open(opening[key], now)
             except Exception:  # boundary: one incident's failure must not stop the rest
                 log.exception("incident for %s could not be updated", key)
         for key, incident in current.items():
             if key not in firing and not key.startswith(EXTERNAL_PREFIX):
                 self._cleared(incident, now)
+        try:
+            remind_expiring(self._engine, silences, now, self._remind)
+        except Exception:  # boundary: a failed reminder must not stop escalation
+            log.exception("silence reminders failed")
         self.escalate_due(now, silences)
 
     def receive_external(self, firing: Sequence[ActiveAlert], resolved: Sequence[str],
@@ -152,9 +191,14 @@ class IncidentManager:
             peak_burn_rate=alert.burn_rate, budget_remaining=alert.budget_remaining,
             cycle_started_at=now, next_step=0, repeat=0, escalation_round=0,
             next_escalation_at=now + first if policy else None, updated_at=now)
+        if alert.severity == "page":
+            paging = [p for p in alert.parts if p.severity == "page"]
+            values.update(paged_at=now, page_impact_started_at=page_impact_start(
+                paging, (), now))
         with self._engine.begin() as connection:
             new_id = int(connection.execute(insert(IncidentRow).values(**values)
                                             .returning(IncidentRow.id)).scalar_one())
+            add_members(connection, new_id, alert, now)
             text = f"Incident opened ({alert.severity}): {alert.summary}"
             add_event(connection, new_id, now, "opened", text,
                       {"severity": alert.severity, "burn_rate": alert.burn_rate})
@@ -174,16 +218,22 @@ class IncidentManager:
             changes["peak_burn_rate"] = alert.burn_rate
         if alert.budget_remaining is not None:
             changes["budget_remaining"] = alert.budget_remaining
+        if alert.title[:300] != incident.title:
+            changes["title"] = alert.title[:300]
         if alert.summary[:2000] != incident.summary:
             changes["summary"] = alert.summary[:2000]
-            if _shape(alert.summary) != _shape(incident.summary):  # not just new numbers
+            if shape(alert.summary) != shape(incident.summary):  # not just new numbers
                 events.append(("updated", alert.summary))
+        slo = single_slo(incident, alert)
+        if slo != incident.slo:
+            changes["slo"] = slo
         if incident.cleared_at is not None:
             changes["cleared_at"] = None
             events.append(("firing", "The rule fires again"))
         # `severity` is the incident's peak; the label is what fires now.
         current = incident.labels.get("severity", incident.severity)
         upgrade = SEVERITY_RANK[alert.severity] > SEVERITY_RANK.get(current, 0)
+        downgrade = SEVERITY_RANK[alert.severity] < SEVERITY_RANK.get(current, 0)
         if upgrade:
             changes.update(labels=dict(alert.labels))
             if SEVERITY_RANK[alert.severity] > SEVERITY_RANK.get(incident.severity, 0):
@@ -192,39 +242,52 @@ class IncidentManager:
             if incident.status == "triggered":
                 # A ticket was notified once; a page starts escalation from the top.
                 changes.update(self._restart(incident, alert.labels, alert.severity, now))
-        elif SEVERITY_RANK[alert.severity] < SEVERITY_RANK.get(current, 0):
-            # The page tiers cleared, a slower (ticket) tier still fires: stop paging
-            # people, keep the incident open until that clears too (Sloth would resolve
-            # the page alert and open a ticket alert here).
+        elif downgrade:
+            # The page tiers cleared, a slower (ticket) tier still fires on fresh
+            # failures: stop paging people, keep the incident open until that clears
+            # too (Sloth would resolve the page alert and open a ticket alert here).
             changes.update(labels=dict(alert.labels), next_escalation_at=None,
                            ack_deadline=None)
             events.append(("severity", f"Page condition cleared; still firing at "
                                        f"{alert.severity} severity, escalation stopped"))
-        if not changes:
-            return
-        changes["updated_at"] = now
         with self._engine.begin() as connection:
-            connection.execute(update(IncidentRow).where(IncidentRow.id == incident.id)
-                               .values(**changes))
+            members = sync_members(connection, incident, alert, now)
+            changes.update(detection_changes(incident, alert, members.paging, now))
+            if members.membership_changed:
+                events.append(("members", members.describe()))
+            if changes or events:
+                changes["updated_at"] = now
+                connection.execute(update(IncidentRow).where(IncidentRow.id == incident.id)
+                                   .values(**changes))
             for kind, text in events:
                 add_event(connection, incident.id, now, kind, text)
-            if upgrade:
+            if upgrade or downgrade or members.membership_changed:
                 fresh = get_incident(connection, incident.id)
                 assert fresh is not None
-                self._notify_known(connection, fresh, "update", f"severity:{now:.0f}", now)
+                if upgrade:
+                    self._out.notify_known(connection, fresh, "update",
+                                           f"severity:{now:.0f}", now)
+                else:  # the first message shows the new causes; no thread reply
+                    note = members.describe() if members.membership_changed else \
+                        f"Now {alert.severity}"
+                    self._out.notify_known(connection, fresh, "update",
+                                           f"members:{now:.0f}", now, note=note,
+                                           in_place=True)
         if upgrade:
             self._run_due_steps(incident.id, now)
 
-    def _cleared(self, incident: Incident, now: float) -> None:
+    def _cleared(self, incident: Incident, now: float, reason: str | None = None) -> None:
+        """The incident's group stopped firing, or fires only on what it handled."""
+        text = reason or "The rule cleared"
         if not incident.manual_resolve:
-            self.resolve(incident.id, "auto", now, reason="The rule cleared")
+            self.resolve(incident.id, "auto", now, reason=text)
             return
         if incident.cleared_at is None:
             with self._engine.begin() as connection:
                 connection.execute(update(IncidentRow).where(IncidentRow.id == incident.id)
                                    .values(cleared_at=now, updated_at=now))
                 add_event(connection, incident.id, now, "cleared",
-                          "The rule cleared; this policy resolves only by hand")
+                          f"{text}; this policy resolves only by hand")
 
     # -- escalation ---------------------------------------------------------------
 
@@ -272,7 +335,7 @@ class IncidentManager:
             key = (f"incident:{incident.id}:r{incident.escalation_round}:s{index}"
                    f":x{repeat}:{channel}")
             event = "trigger" if first_contact else "escalate"
-            if self._enqueue(connection, incident, channel, event, key, now):
+            if self._out.enqueue(connection, incident, channel, event, key, now):
                 sent.append(channel)
         index, repeat = due[-1]
         text = (f"Escalation step {index + 1} of {len(policy.steps)}"
@@ -325,8 +388,8 @@ class IncidentManager:
             add_event(connection, incident_id, now, "acknowledged", f"Acknowledged by {by}",
                       {"by": by})
             fresh = self._get(connection, incident_id)
-            self._notify_known(connection, fresh, "acknowledge", f"ack:{now:.3f}", now,
-                               note=f"Acknowledged by {by}")
+            self._out.notify_known(connection, fresh, "acknowledge", f"ack:{now:.3f}", now,
+                                   note=f"Acknowledged by {by}")
         return fresh
 
     def resolve(self, incident_id: int, by: str, now: float, *,
@@ -340,8 +403,13 @@ class IncidentManager:
                 next_escalation_at=None, ack_deadline=None, updated_at=now))
             text = reason or f"Resolved by {by}"
             add_event(connection, incident_id, now, "resolved", text, {"by": by})
+            mark_handled(connection, incident, self._settings, now)
+            if by not in MACHINE_RESOLVERS and incident.cleared_at is None \
+                    and not incident.key.startswith(EXTERNAL_PREFIX):
+                latch(connection, incident_id, now)
             fresh = self._get(connection, incident_id)
-            self._notify_known(connection, fresh, "resolve", "resolve", now, note=text)
+            # Every channel that heard of it hears it resolved, silenced or not.
+            self._out.notify_known(connection, fresh, "resolve", "resolve", now, note=text)
         log.warning("incident %d resolved by %s", incident_id, by,
                     extra={"incident": incident_id})
         if self._on_resolved is not None:
@@ -374,76 +442,6 @@ class IncidentManager:
             raise IncidentNotFound(f"no incident {incident_id}")
         return incident
 
-    # -- the outbox ----------------------------------------------------------------
-
-    def _notify_known(self, connection: Connection, incident: Incident, event: str,
-                      suffix: str, now: float, note: str | None = None) -> None:
-        """Tell every channel that heard of the incident about a change."""
-        channels = connection.execute(
-            select(NotificationRow.channel).distinct()
-            .where(NotificationRow.incident_id == incident.id)).scalars().all()
-        for channel in sorted(channels):
-            self._enqueue(connection, incident, channel, event,
-                          f"incident:{incident.id}:{suffix}:{channel}", now, note=note)
-
-    def _enqueue(self, connection: Connection, incident: Incident, channel: str, event: str,
-                 key: str, now: float, note: str | None = None) -> bool:
-        """Queue one message unless its key is already queued; False if the channel is
-        unusable (unknown, or its credentials are empty)."""
-        if channel not in self._usable:
-            add_event(connection, incident.id, now, "channel_disabled",
-                      f"Channel {channel} is disabled (missing credentials); skipped")
-            return False
-        if incident.labels.get("failing_channel") == channel:
-            add_event(connection, incident.id, now, "channel_failing",
-                      f"Channel {channel} is the one failing; told the others instead")
-            return False
-        table = NotificationRow.__table__
-        dialect = sqlite if connection.dialect.name == "sqlite" else postgresql
-        values = {"key": key[:200], "incident_id": incident.id, "channel": channel,
-                  "event": event, "payload": self.payload(incident, event, note),
-                  "status": "pending", "attempts": 0, "next_attempt_at": now,
-                  "created_at": now}
-        connection.execute(dialect.insert(table).values(**values)
-                           .on_conflict_do_nothing(index_elements=["key"]))
-        return True
-
-    def payload(self, incident: Incident, event: str, note: str | None = None
-                ) -> dict[str, Any]:
-        """The Notification fields (minus key and thread), frozen at queue time."""
-        summary = incident.summary if note is None else f"{note}. {incident.summary}"
-        urls = self.urls(incident.id)
-        return {"incident_id": incident.id, "event": event, "title": incident.title,
-                "severity": incident.severity, "status": incident.status,
-                "summary": summary[:2000],
-                "occurred_at": incident.updated_at, "slo": incident.slo,
-                "target": incident.target, "burn_rate": incident.peak_burn_rate,
-                "budget_remaining": incident.budget_remaining,
-                "labels": dict(incident.labels), **urls,
-                "postmortem_url": urls["incident_url"] + "/postmortem"
-                if event == "resolve" and urls["incident_url"] else None}
-
-    def urls(self, incident_id: int) -> dict[str, str | None]:
-        if self._base_url is None:
-            return {"dashboard_url": None, "incident_url": None}
-        return {"dashboard_url": f"{self._base_url}/",
-                "incident_url": f"{self._base_url}/api/v1/incidents/{incident_id}"}
-
-
-def _shape(summary: str) -> str:
-    """A summary without its numbers: "burn 16.9 over 1h" and "burn 25.2 over 1h" are
-    the same news, "burn ... over 6h" is not."""
-    return re.sub(r"\d+(\.\d+)?", "#", summary)
-
-
-def advance(policy: EscalationPolicy, index: int, repeat: int, cycle_start: float
-            ) -> tuple[tuple[int, int, float], float | None]:
-    """The escalation position after step `index` of `repeat` ran, and when it is due
-    (None once the policy is exhausted). Step times count from the cycle's start; a
-    repeat starts `repeat_after` after the last step."""
-    if index + 1 < len(policy.steps):
-        return (index + 1, repeat, cycle_start), cycle_start + policy.steps[index + 1].after
-    if repeat < policy.repeat:
-        cycle = cycle_start + policy.steps[-1].after + policy.repeat_after
-        return (0, repeat + 1, cycle), cycle + policy.steps[0].after
-    return (index, repeat, cycle_start), None
+    def _remind(self, connection: Connection, incident: Incident, event: str, suffix: str,
+                now: float, note: str) -> list[str]:
+        return self._out.notify_known(connection, incident, event, suffix, now, note=note)

@@ -33,6 +33,7 @@ from typing import Literal
 from sqlalchemy import Engine, update
 
 from alerts.escalation import IncidentNotFound
+from alerts.members import affected_slo_names
 from alerts.postmortem import (
     IncidentFacts,
     PostmortemTemplateError,
@@ -42,15 +43,15 @@ from alerts.postmortem import (
 from alerts.store import Incident, TimelineEvent, add_event, get_incident, timeline
 from monitor.config import AlertingSection, Settings
 from monitor.config_slo import SloConfig
-from monitor.slo_engine import plan
+from monitor.slo_engine import expected_window_events
 from monitor.storage import rollups
 from monitor.storage.models import IncidentRow
 from slo.budget import error_ratio
 from slo.status import percentiles
 from slo.windows import MINUTE, split_by_resolution
 
-__all__ = ["affected_slos", "gather_facts", "impact_span",
-           "share_of_budget", "write_postmortem"]
+__all__ = ["affected_slos", "budget_spent", "detection_delay", "gather_facts",
+           "impact_span", "share_of_budget", "write_postmortem"]
 
 log = logging.getLogger(__name__)
 WEEK = 7 * 86400
@@ -63,11 +64,23 @@ Span = tuple[int, int]
 
 def affected_slos(incident: Incident, slos: Sequence[SloConfig]) -> tuple[str, ...]:
     """The SLOs the incident is about, in config order (see the module docstring)."""
+    if incident.members:
+        return affected_slo_names(incident, slos)
     if incident.slo:
         return (incident.slo,)
     if incident.target:
         return tuple(slo.name for slo in slos if slo.target == incident.target)
     return ()
+
+
+def detection_delay(incident: Incident) -> float | None:
+    """Time to detect: from the start of the impact of what paged to the page (an
+    older ticket grouped with it does not count); else from the impact to the opening."""
+    if incident.paged_at is not None and incident.page_impact_started_at is not None:
+        return max(0.0, incident.paged_at - incident.page_impact_started_at)
+    if incident.impact_started_at is None:
+        return None
+    return incident.opened_at - incident.impact_started_at
 
 
 def impact_span(incident: Incident, now: float) -> Span:
@@ -80,7 +93,7 @@ def impact_span(incident: Incident, now: float) -> Span:
     return first, max(first, last)
 
 
-def share_of_budget(bad: int, window_total: int, objective: float) -> float | None:
+def share_of_budget(bad: int, window_total: float, objective: float) -> float | None:
     """Share of the SLO window's error budget the incident's bad events used up.
 
     The budget is the bad events the window allows: (1 - objective) × its events. None
@@ -151,16 +164,18 @@ def _p95s(engine: Engine, slos: Sequence[str], span: Span
     return None, None
 
 
-def _budget(engine: Engine, slo: SloConfig | None, bad: int, at: float) -> float | None:
-    """Budget consumed against the SLO's window at `at`.
+def _budget(engine: Engine, settings: Settings, slo: SloConfig | None, bad: int,
+            at: float) -> float | None:
+    """Budget consumed against the SLO's window at `at`, of the one budget every surface
+    states (`slo/allowance.py`: the events the whole window is expected to hold).
 
     None for timeslice budgeting: its budget is counted in slices, not events, so an
     event ratio would state a number that SLO never promised.
     """
     if slo is None or slo.budgeting != "occurrences":
         return None
-    window = _counts(engine, slo.name, plan(slo, at).window)
-    return None if window is None else share_of_budget(bad, window[1], slo.objective)
+    expected = expected_window_events(engine, settings, slo, at)
+    return None if expected is None else share_of_budget(bad, expected, slo.objective)
 
 
 # --- facts and the stored draft --------------------------------------------------------
@@ -191,7 +206,7 @@ def _measure(engine: Engine, settings: Settings, slos: Sequence[str], span: Span
     return _Measures(
         good=good, total=total, error_ratio=error_ratio(good, total),
         error_ratio_before=_error_ratio(_counts(engine, name, _shift(span, WEEK))),
-        budget_consumed=_budget(engine, settings.slo(name), total - good, until),
+        budget_consumed=_budget(engine, settings, settings.slo(name), total - good, until),
         p95_ms=p95_during, p95_before_ms=p95_before)
 
 
@@ -216,8 +231,7 @@ def gather_facts(engine: Engine, settings: Settings, incident_id: int,
         id=incident.id, title=incident.title, severity=_severity(incident.severity),
         status=incident.status, opened_at=incident.opened_at,
         acknowledged_at=incident.acknowledged_at, resolved_at=incident.resolved_at,
-        detected_after=None if incident.impact_started_at is None
-        else incident.opened_at - incident.impact_started_at,
+        detected_after=detection_delay(incident),
         impact_started_at=incident.impact_started_at, slos=slos, target=incident.target,
         labels=incident.labels, acknowledged_by=incident.acknowledged_by,
         resolved_by=incident.resolved_by, budget_consumed=measured.budget_consumed,
@@ -229,6 +243,22 @@ def gather_facts(engine: Engine, settings: Settings, incident_id: int,
         incident_url=f"{public}/api/v1/incidents/{incident_id}" if public else None,
         service_name=settings.service.name, impact_ended_at=ended,
     )
+
+
+def budget_spent(engine: Engine, settings: Settings, incident: Incident, now: float
+                 ) -> dict[str, float | None]:
+    """Per affected SLO, the share of its error budget the incident's impact spent
+    (the post-mortem's "budget consumed", for every SLO): what an SLO page shows as
+    "budget spent by incident #N". None where it cannot be known."""
+    until = incident.resolved_at if incident.resolved_at is not None else now
+    span = impact_span(incident, now)
+    spent: dict[str, float | None] = {}
+    for name in affected_slos(incident, settings.slos):
+        ended = _last_bad_minute_end(engine, [name], span)
+        counts = _counts(engine, name, (span[0], ended) if ended is not None else span)
+        bad = 0 if counts is None else counts[1] - counts[0]
+        spent[name] = _budget(engine, settings, settings.slo(name), bad, until)
+    return spent
 
 
 def _severity(value: str) -> Literal["page", "ticket"]:

@@ -46,6 +46,10 @@ class Notification:
     thread: Mapping[str, str] = field(default_factory=dict)
     """What this channel's earlier delivery for the incident returned (`Delivery.thread`),
     e.g. Slack's {"channel": "C123", "ts": "1700000000.000100"}; empty before the first."""
+    in_place: bool = False
+    """Only refresh what the channel already shows (the incident's causes or severity
+    changed): Slack edits its first message without a thread reply; channels that
+    cannot edit a message send it as an ordinary update."""
 
 
 Outcome = Literal["delivered", "retry", "failed"]

@@ -4,7 +4,8 @@ Two forms, chosen by the channel's config:
 
 - bot token (Web API): the first message carries Acknowledge / Resolve / Silence buttons
   (answered at `POST /slack/actions`, see `alerts.slack_actions`); later events `chat.update`
-  that message, so the channel always shows the current status, and reply in its thread.
+  that message, so the channel always shows the current status, and reply in its thread
+  (an `in_place` update, a change of the incident's causes, only edits the message).
 - incoming webhook: no threads and no buttons (a webhook cannot receive actions), so every
   event is a new message.
 
@@ -104,6 +105,8 @@ class SlackNotifier:
         channel, ts = n.thread.get("channel"), n.thread.get("ts")
         if n.event == "trigger" or not channel or not ts:
             return self._post_first(self._client, n)
+        if n.in_place:
+            return _refresh(self._client, n, channel, ts)
         return _follow_up(self._client, n, channel, ts)
 
     def _post_first(self, web: WebClient, n: Notification) -> Delivery:
@@ -156,6 +159,14 @@ def _follow_up(web: WebClient, n: Notification, channel: str, ts: str) -> Delive
         "reply_broadcast": n.event == "escalate",
     })
     return Delivery.delivered("replied in thread" + "".join(notes), thread=n.thread)
+
+
+def _refresh(web: WebClient, n: Notification, channel: str, ts: str) -> Delivery:
+    """Edit the first message only: the causes or severity changed, which the channel
+    should show, but a thread reply per change would bury the replies that matter."""
+    _call(web, "chat.update", {"channel": channel, "ts": ts, "text": fallback_text(n),
+                               "blocks": message_blocks(n, interactive=True)})
+    return Delivery.delivered("first message updated", thread=n.thread)
 
 
 def _call(web: WebClient, method: str, payload: dict[str, Any]) -> SlackResponse:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select
+from sqlalchemy import Connection, Engine, func, insert, or_, select
 
+from alerts.member_store import IncidentMember, incident_ids_with_slo, load_members
 from monitor.storage.models import IncidentEventRow, IncidentRow, IncidentThreadRow
 
 STATUSES = ("triggered", "acknowledged", "resolved")
@@ -43,9 +45,26 @@ class Incident:
     ack_deadline: float | None
     has_postmortem: bool
     updated_at: float
+    paged_at: float | None = None
+    page_impact_started_at: float | None = None
+    latched: bool = False
+    members: tuple[IncidentMember, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @property
+    def slos(self) -> tuple[str, ...]:
+        """Every SLO the incident included, in the order they joined; an incident from
+        before members were recorded has its own `slo` only."""
+        named = [m.slo for m in self.members if m.slo]
+        if not self.members and self.slo:
+            named = [self.slo]
+        return tuple(dict.fromkeys(named))
+
+    @property
+    def active_members(self) -> tuple[IncidentMember, ...]:
+        return tuple(m for m in self.members if m.active)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +75,8 @@ class TimelineEvent:
     data: dict[str, Any]
 
 
-FIELDS = [name for name in Incident.__dataclass_fields__ if name != "has_postmortem"]
+FIELDS = [name for name in Incident.__dataclass_fields__
+          if name not in ("has_postmortem", "members")]
 
 
 def incident_columns() -> list[Any]:
@@ -64,20 +84,28 @@ def incident_columns() -> list[Any]:
         IncidentRow.postmortem.is_not(None).label("has_postmortem")]
 
 
-def to_incident(row: Any) -> Incident:
+def to_incident(row: Any, members: tuple[IncidentMember, ...] = ()) -> Incident:
     values = {name: getattr(row, name) for name in FIELDS}
     values["labels"] = dict(values["labels"] or {})
-    return Incident(**values, has_postmortem=bool(row.has_postmortem))
+    values["latched"] = bool(values["latched"])
+    return Incident(**values, has_postmortem=bool(row.has_postmortem), members=members)
+
+
+def with_members(connection: Connection, rows: Sequence[Any]) -> list[Incident]:
+    """Incidents from rows of `incident_columns()`, their members read in one query."""
+    members = load_members(connection, [int(row.id) for row in rows])
+    return [to_incident(row, members.get(int(row.id), ())) for row in rows]
 
 
 def get_incident(connection: Connection | Engine, incident_id: int) -> Incident | None:
     query = select(*incident_columns()).where(IncidentRow.id == incident_id)
     if isinstance(connection, Engine):
         with connection.connect() as conn:
-            row = conn.execute(query).first()
+            rows = conn.execute(query).all()
+            found = with_members(conn, rows)
     else:
-        row = connection.execute(query).first()
-    return None if row is None else to_incident(row)
+        found = with_members(connection, connection.execute(query).all())
+    return found[0] if found else None
 
 
 def list_incidents(engine: Engine, *, status: str | None = None, limit: int = 50,
@@ -92,13 +120,25 @@ def list_incidents(engine: Engine, *, status: str | None = None, limit: int = 50
     with engine.connect() as connection:
         rows = connection.execute(query.limit(limit).offset(offset)).all()
         total = int(connection.execute(count).scalar_one())
-    return [to_incident(row) for row in rows], total
+        return with_members(connection, rows), total
 
 
 def open_incidents(connection: Connection) -> list[Incident]:
     query = (select(*incident_columns()).where(IncidentRow.status != "resolved")
              .order_by(IncidentRow.id))
-    return [to_incident(row) for row in connection.execute(query)]
+    return with_members(connection, connection.execute(query).all())
+
+
+def incidents_of_slo(engine: Engine, slo: str, target: str, since: float,
+                     limit: int = 50) -> list[Incident]:
+    """Incidents that include `slo` (or an outage of its target), open at some time
+    since `since`, newest first: what an SLO's page lists."""
+    query = (select(*incident_columns())
+             .where(incident_ids_with_slo(slo, target),
+                    or_(IncidentRow.resolved_at.is_(None), IncidentRow.resolved_at >= since))
+             .order_by(IncidentRow.opened_at.desc(), IncidentRow.id.desc()).limit(limit))
+    with engine.connect() as connection:
+        return with_members(connection, connection.execute(query).all())
 
 
 def timeline(connection: Connection | Engine, incident_id: int) -> list[TimelineEvent]:

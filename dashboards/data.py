@@ -16,7 +16,7 @@ from alerts.store import Incident, list_incidents
 from monitor.config_slo import SloConfig
 from monitor.runtime import Runtime
 from monitor.storage import rollups
-from slo.budget import budget_remaining
+from slo.allowance import budget_left
 from slo.status import SloStatus
 
 T = TypeVar("T")
@@ -121,7 +121,8 @@ def budget_burndown(runtime: Runtime, slos: Sequence[SloConfig],
                 continue
             good += day_good
             total += day_total
-            points.append((float(bucket + DAY), budget_remaining(good, total, slo.objective)))
+            points.append((float(bucket + DAY), budget_left(
+                good, total, slo.objective, status.expected_events or total)))
         out[slo.name] = points
     return out
 

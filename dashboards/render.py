@@ -3,6 +3,7 @@ templates share (percentages, durations, times the browser localises)."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,26 @@ def percent(value: float | None, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "—"
     return f"{value * 100:.{digits}f}%"
+
+
+def budget(remaining: float | None) -> str:
+    """The error budget left: "62.5%"; once overspent "exhausted (−25.0%)", the share
+    spent beyond it; "—" without data."""
+    if remaining is None or (isinstance(remaining, float) and math.isnan(remaining)):
+        return "—"
+    if remaining < 0:
+        return f"exhausted ({remaining * 100:.1f}%)".replace("-", "−")
+    return f"{remaining * 100:.1f}%"
+
+
+def collecting(status: Any) -> str:
+    """"collecting since 2026-12-07 20:55 UTC, 0.3% of the window" while a young SLO's
+    window is not yet full of data; "" once it is (or without data)."""
+    since, coverage = status.collecting_since, status.window_coverage
+    if since is None or coverage >= 1.0:
+        return ""
+    moment = datetime.fromtimestamp(since, UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"collecting since {moment}, {coverage * 100:.1f}% of the window"
 
 
 def duration(seconds: float | None) -> str:
@@ -57,7 +78,7 @@ def _environment() -> Environment:
         ["html", "j2", "svg"], default_for_string=True), undefined=StrictUndefined,
         trim_blocks=True, lstrip_blocks=True)
     env.filters.update(percent=percent, duration=duration, number=number, when=when,
-                       svg=Markup)
+                       svg=Markup, budget=budget, collecting=collecting)
     return env
 
 
@@ -66,12 +87,24 @@ ENV = _environment()
 
 def render_html(request: Request, template: str, *, title: str, **context: Any) -> str:
     """A page of the dashboard as HTML (layout, navigation, refresh interval)."""
-    runtime = request.app.state.runtime
+    return _render(request.app.state.runtime, request.url.path,
+                   dict(request.query_params), template, title=title, **context)
+
+
+def render_shared(runtime: Any, path: str, template: str, *, title: str,
+                  **context: Any) -> str:
+    """A page that is the same for every reader: nothing of the request (its query may
+    carry a `token`) goes in, so one rendering can be served to all of them."""
+    return _render(runtime, path, {}, template, title=title, **context)
+
+
+def _render(runtime: Any, path: str, query: dict[str, str], template: str, *, title: str,
+            **context: Any) -> str:
     settings = runtime.settings
     return ENV.get_template(template).render(
-        title=title, service=settings.service.name, path=request.url.path,
+        title=title, service=settings.service.name, path=path,
         refresh=int(settings.dashboard.refresh), now=runtime.service.clock.now(),
-        query=dict(request.query_params), **context)
+        query=query, **context)
 
 
 def respond(request: Request, html: str, status_code: int = 200) -> HTMLResponse:
@@ -80,8 +113,10 @@ def respond(request: Request, html: str, status_code: int = 200) -> HTMLResponse
     return response
 
 
-def page(request: Request, template: str, *, title: str, status_code: int = 200,
-         **context: Any) -> HTMLResponse:
-    """Render and answer a page of the dashboard."""
-    return respond(request, render_html(request, template, title=title, **context),
-                   status_code)
+async def page(request: Request, template: str, *, title: str, status_code: int = 200,
+               **context: Any) -> HTMLResponse:
+    """Render and answer a page of the dashboard. Rendered in a worker thread: the
+    targets page is megabytes of HTML (3.4 s at 2,000 targets), which on the event loop
+    would stall every probe for as long."""
+    html = await asyncio.to_thread(render_html, request, template, title=title, **context)
+    return respond(request, html, status_code)

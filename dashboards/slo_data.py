@@ -14,13 +14,13 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import Engine, select
 
-from alerts.store import Incident, incident_columns, to_incident
+from alerts.store import Incident, incidents_of_slo
 from monitor.config_slo import SloConfig
 from monitor.storage import rollups
-from monitor.storage.models import IncidentRow, LatencyBin
-from slo.budget import budget_remaining
+from monitor.storage.models import LatencyBin
+from slo.allowance import budget_left
 from slo.timeslices import slice_counts
 from slo.windows import split_by_resolution
 
@@ -106,17 +106,19 @@ def bucket_bins(engine: Engine, name: str, start: int, end: int, step: int
     return dict(found)
 
 
-def burndown(counts: dict[int, Counts], *, step: int, end: int, objective: float
-             ) -> list[Point]:
-    """Budget left at the end of each bucket, counted from the window start. Before the
-    first event there is no budget to speak of (a gap, not 100%); after it, a bucket
-    without events keeps the budget where it was."""
+def burndown(counts: dict[int, Counts], *, step: int, end: int, objective: float,
+             expected_events: float) -> list[Point]:
+    """Budget left at the end of each bucket, counted from the window start, of the one
+    budget (`slo/allowance.py`: the events the whole window is expected to hold), so the
+    last point is the status's figure. Before the first event there is no budget to
+    speak of (a gap, not 100%); after it, a bucket without events keeps the budget."""
     good = total = 0.0
     points: list[Point] = []
     for key in sorted(counts):
         good += counts[key][0]
         total += counts[key][1]
-        points.append((float(min(key + step, end)), budget_remaining(good, total, objective)))
+        points.append((float(min(key + step, end)),
+                       budget_left(good, total, objective, expected_events)))
     return points
 
 
@@ -130,23 +132,18 @@ class IncidentImpact:
 
 def incidents_touching(engine: Engine, slo: SloConfig, since: float, limit: int = 50
                        ) -> list[Incident]:
-    """Incidents of this SLO, or of its target itself, open at some time since `since`."""
-    query = (select(*incident_columns())
-             .where(or_(IncidentRow.slo == slo.name,
-                        and_(IncidentRow.slo.is_(None), IncidentRow.target == slo.target)),
-                    or_(IncidentRow.resolved_at.is_(None), IncidentRow.resolved_at >= since))
-             .order_by(IncidentRow.opened_at.desc(), IncidentRow.id.desc()).limit(limit))
-    with engine.connect() as connection:
-        return [to_incident(row) for row in connection.execute(query)]
+    """Incidents that include this SLO (or an outage of its target), open at some time
+    since `since`: an incident grouped on the same target for another SLO is not one."""
+    return incidents_of_slo(engine, slo.name, slo.target, since, limit)
 
 
 def incident_impacts(engine: Engine, slo: SloConfig, incidents: Sequence[Incident], *,
-                     window: tuple[int, int], window_total: float, now: float
+                     window: tuple[int, int], expected_events: float, now: float
                      ) -> list[IncidentImpact]:
     """Budget spent during each incident (clipped to the window), as a share of the
     whole window's budget, so the shares add up with "budget left". Only for event
     budgeting: a timeslice cut by an incident edge has no share to give."""
-    if slo.budgeting != "occurrences" or window_total <= 0:
+    if slo.budgeting != "occurrences" or expected_events <= 0:
         return [IncidentImpact(i, None) for i in incidents]
     spans: list[list[tuple[int, int, int]]] = []
     for incident in incidents:
@@ -156,7 +153,7 @@ def incident_impacts(engine: Engine, slo: SloConfig, incidents: Sequence[Inciden
         last = min(-(-int(ended) // MINUTE) * MINUTE, window[1])
         spans.append(split_by_resolution(first, last) if first < last else [])
     sums = rollups.sum_counts_many(engine, [([slo.name], ranges) for ranges in spans])
-    budget_events = window_total * (1.0 - slo.objective)
+    budget_events = expected_events * (1.0 - slo.objective)
     out = []
     for incident, found in zip(incidents, sums, strict=True):
         good, total = found[slo.name]
@@ -178,7 +175,7 @@ class SloSeries:
 
 
 def read_series(engine: Engine, slo: SloConfig, *, window: tuple[int, int],
-                window_total: float, span: tuple[int, int], now: float) -> SloSeries:
+                expected_events: float, span: tuple[int, int], now: float) -> SloSeries:
     """The burn-down over the SLO window, buckets over the picked span, incidents."""
     window_step = HOUR if window[1] - window[0] <= MAX_POINTS * HOUR else DAY
     window_counts = bucket_counts(engine, slo, window[0], window[1], window_step)
@@ -189,8 +186,8 @@ def read_series(engine: Engine, slo: SloConfig, *, window: tuple[int, int],
     return SloSeries(
         window_step=window_step,
         burndown=burndown(window_counts, step=window_step, end=window[1],
-                          objective=slo.objective),
+                          objective=slo.objective, expected_events=expected_events),
         range_step=step, range_keys=bucket_keys(start, end, step),
         range_counts=bucket_counts(engine, slo, start, end, step), range_bins=bins,
         incidents=incident_impacts(engine, slo, touching, window=window,
-                                   window_total=window_total, now=now))
+                                   expected_events=expected_events, now=now))

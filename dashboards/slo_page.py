@@ -18,7 +18,7 @@ from fastapi.responses import HTMLResponse
 
 from dashboards.data import cache_of, statuses
 from dashboards.ranges import RANGES, TimeRange, parse_range
-from dashboards.render import page
+from dashboards.render import collecting, page
 from dashboards.slo_data import SloSeries, read_series
 from dashboards.svg import Chart, Point, Reference, Series, budget_bar, line_chart
 from monitor.config_slo import SloConfig
@@ -104,14 +104,17 @@ def burndown_figure(slo: SloConfig, status: SloStatus, series: SloSeries,
     ideal = [(start, 100.0), (period_end, 0.0)]
     actual: list[Point] = [(x, None if y is None else y * 100) for x, y in series.burndown]
     values = [y for _, y in actual if y is not None]
-    # The scale follows the budget left now; an early dip (few events yet, so one bad
-    # hour weighs a lot) may go far lower and is drawn at the bottom instead.
-    floor = min(0.0, values[-1] * 1.25) if values else 0.0
+    # 0% is "exhausted"; an overspent budget goes below it, down to -100% on the axis
+    # (twice the budget spent). Deeper values are drawn at the bottom, so one bad week
+    # does not squash the rest of the chart into a line.
+    floor = max(-100.0, min(0.0, min(values) * 1.1)) if values else 0.0
     caption = ("Dashed grey: the ideal line, the whole budget spent evenly by the end of "
                "the window. Below it, budget goes faster than planned.")
     if values and min(values) < floor:
-        caption += (f" Earlier values below {floor:,.0f}% (lowest {min(values):,.0f}%, "
-                    "while few events were counted) are drawn at the bottom.")
+        caption += (f" Values below {floor:,.0f}% (lowest {min(values):,.0f}%: the "
+                    "budget was overspent that much) are drawn at the bottom.")
+    if collecting(status):
+        caption += f" {collecting(status).capitalize()}."
     title = (f"Error budget left over the {window_text(slo)} window, "
              f"per {_step_text(series.window_step)}")
     chart = Chart(title, [Series("ideal: spent evenly over the window", ideal, "line-ideal"),
@@ -226,8 +229,8 @@ async def slo_page(request: Request, name: str,
     runtime: Runtime = request.app.state.runtime
     slo = runtime.settings.slo(name)
     if slo is None:
-        return page(request, "slo.html.j2", title="Unknown SLO", status_code=404,
-                    missing=name, known=[s.name for s in runtime.settings.slos])
+        return await page(request, "slo.html.j2", title="Unknown SLO", status_code=404,
+                          missing=name, known=[s.name for s in runtime.settings.slos])
     current = await statuses(runtime)
     status = await asyncio.to_thread(_status_of, runtime, current, name)
     now = runtime.service.clock.now()
@@ -239,15 +242,15 @@ async def slo_page(request: Request, name: str,
     series = await asyncio.to_thread(
         cache_of(runtime).get, key,
         lambda: read_series(runtime.service.engine, slo, window=window,
-                            window_total=status.total, span=(int(picked.start),
-                                                             int(picked.end)), now=now))
+                            expected_events=status.expected_events or status.total,
+                            span=(int(picked.start), int(picked.end)), now=now))
     tiers = alert_tiers(slo, status.period_seconds)
     figures = [sli_figure(slo, picked, series), burn_figure(slo, picked, series, tiers)]
     if slo.sli == "latency":
         figures.append(latency_figure(slo, picked, series))
-    return page(request, "slo.html.j2", title=f"SLO {name}", missing=None, slo=slo,
-                s=status, window_text=window_text(slo), sli_text=sli_text(slo),
-                range_key=picked.key, budget_bar=budget_bar(status.budget_remaining),
-                burndown=burndown_figure(slo, status, series, period_end),
-                figures=figures, burn_rows=burn_rows(status, tiers),
-                incidents=series.incidents)
+    return await page(request, "slo.html.j2", title=f"SLO {name}", missing=None, slo=slo,
+                      s=status, window_text=window_text(slo), sli_text=sli_text(slo),
+                      range_key=picked.key, budget_bar=budget_bar(status.budget_remaining),
+                      burndown=burndown_figure(slo, status, series, period_end),
+                      figures=figures, burn_rows=burn_rows(status, tiers),
+                      incidents=series.incidents)

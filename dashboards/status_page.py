@@ -63,6 +63,7 @@ class ComponentView:
     bars: str
     uptime: float | None
     bad_days: tuple[tuple[str, float], ...]  # the bars' colours in words (worst first)
+    measured_days: int = 0  # days with data: the uptime is over these, not all 90
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,8 +253,10 @@ def build_view(runtime: Runtime, current: Sequence[SloStatus],
                   if (outcomes := recent_outcomes(engine, t, 1))]
         state = component_state([by_name[n] for n in found.slos if n in by_name],
                                 [down[t].down for t in found.targets if t in down], latest)
-        bars, uptime, bad_days = _bars(daily_uptime(engine, settings, component, found, now))
-        views.append(ComponentView(component.name, state, bars, uptime, bad_days))
+        days = daily_uptime(engine, settings, component, found, now)
+        bars, uptime, bad_days = _bars(days)
+        measured = sum(1 for _, _, total in days if total)
+        views.append(ComponentView(component.name, state, bars, uptime, bad_days, measured))
     text, state = overall([v.state for v in views])
     return StatusView(config.title, text, state, tuple(views),
                       tuple(public_incidents(incidents, settings, found_all)))

@@ -14,7 +14,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -31,6 +30,7 @@ from monitor.api_schemas import (
 )
 from monitor.error_response import error_response
 from monitor.errors import NotFoundError
+from monitor.metrics_snapshot import CONTENT_TYPE
 from monitor.phases import PhaseStatus, TriggerStatus
 from monitor.runtime import Runtime
 from monitor.storage import repository
@@ -90,6 +90,7 @@ async def readyz(request: Request) -> JSONResponse:
 
     "degraded" (still 503, so a load balancer stops sending reads): storage is down but
     probing goes on and results wait in the buffer and spill file, counted in `checks`.
+    `quarantined` counts results the database refused on their own (never retried).
     """
     runtime = _runtime(request)
     sink = runtime.sink
@@ -107,6 +108,9 @@ async def readyz(request: Request) -> JSONResponse:
         checks["scheduler"] = "ok" if runtime.scheduler.running else "stopped"
         checks["write_buffer"] = (f"{sink.pending} pending, {sink.spilled} spilled, "
                                   f"{sink.dropped} dropped")
+        # Refused by the database, not an outage: shown, but readiness does not depend
+        # on it (every other result is being stored).
+        checks["quarantined"] = str(sink.quarantined)
         if sink.spill is not None:
             checks["spill_file"] = f"{sink.spill.size} of {sink.spill.max_bytes} bytes"
     scheduler_ok = checks.get("scheduler", "ok") == "ok"
@@ -123,9 +127,9 @@ async def readyz(request: Request) -> JSONResponse:
     200: {"content": {"text/plain": {"schema": {"type": "string"}}},
           "description": "The Prometheus text format"}})
 async def metrics(request: Request) -> Response:
-    """Prometheus text exposition of primewatch's own metrics."""
-    registry = _runtime(request).metrics.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus text exposition of primewatch's own metrics: a shared snapshot at most
+    about a second old, rendered in a worker thread (monitor/metrics_snapshot.py)."""
+    return Response(await _runtime(request).exposition.get(), media_type=CONTENT_TYPE)
 
 
 @router.get("/api/v1/targets", tags=["targets"], response_model=TargetList,
@@ -203,6 +207,16 @@ def slo_json(status: SloStatus) -> dict[str, Any]:
         "good": status.good,
         "total": status.total,
         "error_budget_remaining": status.budget_remaining,
+        "error_budget": {
+            "allowed_bad": None if status.expected_events is None
+            else status.expected_events * (1 - status.objective),
+            "spent_bad": status.total - status.good,
+            "expected_events": status.expected_events,
+            "estimated": status.budget_estimated,
+            "collecting_since": None if status.collecting_since is None
+            else iso_utc(status.collecting_since),
+            "window_coverage": status.window_coverage,
+        },
         "burn_rates": status.burn_rates,
         "windows": [{"window": w.window, "good": w.good, "total": w.total, "sli": w.sli,
                      "burn_rate": w.burn_rate} for w in status.windows],

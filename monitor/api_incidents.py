@@ -10,6 +10,7 @@ notification the manager queues, never from here, so the route answers at once.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -18,6 +19,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from alerts.escalation import IncidentError, IncidentNotFound
+from alerts.members import affected_slo_names
 from alerts.silences import (
     Silence,
     SilenceError,
@@ -117,6 +119,9 @@ def incident_json(settings: Settings, incident: Incident) -> dict[str, Any]:
     path = f"{base}/api/v1/incidents/{incident.id}"
     return {
         **incident.as_dict(),
+        "members": [asdict(m) for m in incident.members],
+        "slos": list(affected_slo_names(incident, settings.slos) if incident.members
+                     else incident.slos),
         "opened_at_iso": _iso(incident.opened_at),
         "acknowledged_at_iso": _iso(incident.acknowledged_at),
         "resolved_at_iso": _iso(incident.resolved_at),
@@ -131,9 +136,22 @@ async def _detail(runtime: Runtime, incident_id: int) -> dict[str, Any]:
     if incident is None:
         raise NotFoundError("incident", str(incident_id))
     events = await asyncio.to_thread(timeline, engine, incident_id)
+    spent = await asyncio.to_thread(_budget_spent, runtime, incident)
     return {**incident_json(runtime.settings, incident), "timeline": [
         {"at": e.at, "at_iso": _iso(e.at), "kind": e.kind, "text": e.text, "data": e.data}
-        for e in events]}
+        for e in events], "budget_spent": spent}
+
+
+def _budget_spent(runtime: Runtime, incident: Incident) -> dict[str, float | None]:
+    """Budget spent per affected SLO (empty when this build has no facts writer)."""
+    try:  # lazily, like the post-mortem: the facts module imports the reporting stack
+        from alerts.facts import budget_spent
+    except ModuleNotFoundError as exc:
+        if exc.name != "alerts.facts":
+            raise
+        return {}
+    return budget_spent(runtime.service.engine, runtime.settings, incident,
+                        runtime.service.clock.now())
 
 
 # -- incidents ----------------------------------------------------------------------

@@ -210,6 +210,24 @@ class AlertVerdict(BaseModel):
     suppressed: bool
 
 
+class ErrorBudget(BaseModel):
+    """The one budget definition behind `error_budget_remaining` (slo/allowance.py)."""
+
+    allowed_bad: float | None = Field(
+        description="bad events (or slices) the whole window allows: (1 − objective) × "
+                    "expected_events")
+    spent_bad: float = Field(description="bad events (or slices) in the window so far")
+    expected_events: float | None = Field(
+        description="events (or slices) the whole window is expected to hold: the probe "
+                    "schedule's count, the slices in the window, or for counter SLIs the "
+                    "observed rate extrapolated")
+    estimated: bool = Field(description="expected_events extrapolates an observed rate")
+    collecting_since: str | None = Field(description="when the SLO's data begins in the "
+                                                      "window; null without data")
+    window_coverage: float = Field(description="share of the window with data behind it "
+                                               "(below 1 while the SLO is young)")
+
+
 class SloView(BaseModel):
     """An SLO's status; times are ISO 8601 in UTC, durations like `30d`."""
 
@@ -224,6 +242,7 @@ class SloView(BaseModel):
     good: float
     total: float
     error_budget_remaining: float | None
+    error_budget: ErrorBudget
     burn_rates: dict[str, float | None]
     windows: list[SloWindowView]
     percentiles: dict[str, float | None]
@@ -304,8 +323,34 @@ class MaintenanceDeleted(BaseModel):
 # -- incidents and silences ---------------------------------------------------------
 
 
+class IncidentMemberView(BaseModel):
+    """One alert grouped into the incident, with its own figures as last seen;
+    `cleared_at` is null while it fires (or fired when the incident resolved)."""
+
+    key: str
+    kind: str
+    severity: str
+    title: str
+    summary: str
+    slo: str | None
+    target: str | None
+    burn_rate: float | None = Field(description="over `burn_window`, the firing tier's "
+                                                "long window")
+    burn_window: str | None
+    budget_remaining: float | None
+    impact_started_at: float | None
+    first_seen_at: float
+    paged_at: float | None
+    cleared_at: float | None
+
+
 class IncidentView(BaseModel):
-    """An incident; times are epoch seconds, with ISO 8601 copies of the main ones."""
+    """An incident; times are epoch seconds, with ISO 8601 copies of the main ones.
+
+    `members` are the alerts grouped into it (a target down, each SLO burning), each
+    with its own figures; `slos` every SLO it affected (its members', and all SLOs of a
+    target down in it); `slo` is set only when its members name exactly one SLO. Time
+    to detect runs from `page_impact_started_at` to `paged_at`."""
 
     id: int
     key: str
@@ -336,6 +381,12 @@ class IncidentView(BaseModel):
     ack_deadline: float | None
     has_postmortem: bool
     updated_at: float
+    paged_at: float | None
+    page_impact_started_at: float | None
+    latched: bool = Field(description="resolved by a person while its rule fired: its key "
+                                      "opens no incident until the rule was seen clear")
+    members: list[IncidentMemberView]
+    slos: list[str]
     opened_at_iso: str | None
     acknowledged_at_iso: str | None
     resolved_at_iso: str | None
@@ -353,6 +404,9 @@ class TimelineEntry(BaseModel):
 
 class IncidentDetail(IncidentView):
     timeline: list[TimelineEntry]
+    budget_spent: dict[str, float | None] = Field(
+        description="per SLO in `slos` (and of a down target), the share of its error "
+                    "budget the incident's impact spent; null when it cannot be known")
 
 
 class IncidentPage(BaseModel):

@@ -32,6 +32,7 @@ from monitor.report import (
     summarize,
     to_markdown,
 )
+from monitor.slo_engine import probe_rates
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 PROGRESS_PERIODS = 60
@@ -79,7 +80,8 @@ def run(loaded: LoadedConfig, args: argparse.Namespace) -> int:
         if current_revision(engine) is None:
             return _usage("the database has no schema yet; run `primewatch db upgrade` "
                           "(or `primewatch run`) first")
-        report = _build(engine, slos, first, last, args, len(spans))
+        report = _build(engine, slos, first, last, args, len(spans),
+                        probe_rates(loaded.settings))
     except OperationalError as exc:
         print(f"error: cannot read the database: {exc.orig or exc}", file=sys.stderr)
         return EXIT_FAILED
@@ -125,11 +127,12 @@ def _select(loaded: LoadedConfig, names: list[str]) -> tuple[list[SloConfig], st
 
 
 def _build(engine: Engine, slos: list[SloConfig], first: date, last: date,
-           args: argparse.Namespace, count: int) -> pd.DataFrame:
+           args: argparse.Namespace, count: int, rates: dict[str, float]) -> pd.DataFrame:
     """The report, behind a progress bar (on stderr, erased after) when it takes a while."""
     def build(progress: ProgressCallback | None = None) -> pd.DataFrame:
         return build_report(engine, slos, first=first, last=last, now=time.time(),
-                            by=args.by, timezone=args.timezone, progress=progress)
+                            by=args.by, timezone=args.timezone, progress=progress,
+                            probes_per_second=rates)
 
     if count <= PROGRESS_PERIODS and len(slos) <= PROGRESS_SLOS:
         return build()

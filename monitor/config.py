@@ -7,11 +7,20 @@ Loading (YAML, `${VAR}` interpolation, line numbers in errors) lives in
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
+from monitor.config_depends import dependency_problems
 from monitor.config_slo import Maintenance, Phase, SloConfig, TriggerRule, _check_timezone
 from monitor.units import ByteSize, Duration
 from probes import REGISTRY
@@ -116,6 +125,15 @@ class FailedAuthLimit(StrictModel):
     window: Duration = Field(default=60.0, gt=0)
 
 
+def _ip_or_network(value: str) -> str:
+    """An IP or CIDR (`10.0.0.0/8`), checked as it loads: a typo would trust nobody."""
+    try:
+        ipaddress.ip_network(value.strip(), strict=False)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address or network (CIDR)") from None
+    return value.strip()
+
+
 class ServerSection(StrictModel):
     """Where the web server listens, how links to it are built, and who may call it."""
 
@@ -127,6 +145,10 @@ class ServerSection(StrictModel):
     failed_auth: FailedAuthLimit = Field(default_factory=FailedAuthLimit)
     max_body_bytes: ByteSize = Field(default=1024 * 1024, ge=1024)
     """Largest request body accepted (413 beyond); `1MiB`, `512KiB` or bytes."""
+    trusted_proxies: list[Annotated[str, AfterValidator(_ip_or_network)]] = Field(
+        default_factory=list)
+    """Peers (IPs or CIDRs) whose X-Forwarded-For names the client; none by default, so
+    the peer's own address keys rate limits, lockouts and the audit log."""
 
 
 class Retention(StrictModel):
@@ -437,6 +459,7 @@ def cross_reference_problems(data: Any) -> list[tuple[tuple[Any, ...], str]]:
     components = status_page.get("components") if isinstance(status_page, dict) else None
     components_path = ("dashboard", "status_page", "components")
     unique(components_path, components, "status component")
+    problems += dependency_problems(items(root.get("targets")), target_names)
     for index, slo in items(root.get("slos")):
         target = slo.get("target")
         if isinstance(target, str) and target not in target_names:

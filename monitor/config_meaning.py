@@ -8,9 +8,11 @@ disguise). Errors stop `check`; warnings are printed and the config still loads.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
-from monitor.config import Settings
+from monitor.config import Settings, StorageSection
 from monitor.units import format_duration, format_seconds
 
 TRIGGER_BUILTINS = frozenset({"latency", "error"})
@@ -70,7 +72,32 @@ def meaning_problems(settings: Settings) -> list[MeaningProblem]:
                 f"target {measured.name!r} ({getattr(measured, 'type', '?')}) produces no value "
                 f"{trigger.measure!r}; "
                 f"{_choices('measures', TRIGGER_BUILTINS | values)}", error=True))
+    spill = spill_problem(settings.storage)
+    if spill is not None:
+        problems.append(MeaningProblem(("storage", "spill_path"), spill, error=False))
     return problems
+
+
+def spill_problem(storage: StorageSection) -> str | None:
+    """Why results could not be spilled where configured, or None. Found at start, not
+    during the database outage the spill file exists for, when results would be lost.
+    A warning, not an error: the database may never go away, and `check` may run on
+    another machine than `run`."""
+    from monitor.spill import default_path  # the path the sink will really use
+
+    if storage.spill_max_bytes == 0:
+        return None
+    path = Path(storage.spill_path) if storage.spill_path else default_path(storage.url)
+    directory = path.parent if str(path.parent) else Path(".")
+    if not directory.is_dir():
+        return (f"spill file {str(path)!r}: directory {str(directory)!r} does not exist; "
+                "results past storage.max_buffer would be lost in a database outage")
+    writable = os.access(path, os.W_OK) if path.exists() \
+        else os.access(directory, os.W_OK | os.X_OK)
+    if not writable:
+        return (f"spill file {str(path)!r} is not writable by this user; results past "
+                "storage.max_buffer would be lost in a database outage")
+    return None
 
 
 def _choices(what: str, names: frozenset[str]) -> str:

@@ -7,6 +7,7 @@ what SRE users edit most, and it carries most of the validation.
 
 from __future__ import annotations
 
+import math
 import zoneinfo
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -54,13 +55,33 @@ def _check_timezone(value: str) -> str:
 
 
 class BurnRateRule(StrictModel):
-    """One multi-window tier: fire when burn ≥ threshold over both windows."""
+    """One multi-window tier: fire when burn ≥ threshold over both windows.
+
+    A `threshold` below 1 is refused here: a burn under 1 finishes the SLO period under
+    budget, so such a tier alerts on an SLO that will be met. A `budget_share` cannot be
+    judged here (it depends on the SLO's period, which a calendar month changes), so
+    `alert_tiers` raises one that scales below 1 to 1 instead.
+    """
 
     severity: Literal["page", "ticket"]
     long_window: Duration
     short_window: Duration
     budget_share: Percent | None = None
-    threshold: float | None = Field(default=None, gt=0)
+    threshold: float | None = None
+
+    @field_validator("threshold")
+    @classmethod
+    def _at_least_one(cls, value: float | None) -> float | None:
+        if value is None:
+            return value
+        if not math.isfinite(value):
+            raise ValueError(f"a burn-rate `threshold` must be a finite number, got {value}")
+        if value < 1:
+            raise ValueError(
+                f"a burn-rate `threshold` must be at least 1, got {value:g}: a burn below 1 "
+                "spends less than the whole error budget by the end of the SLO window, so "
+                "the SLO is met and nothing should alert")
+        return value
 
     @model_validator(mode="after")
     def _one_of(self) -> BurnRateRule:

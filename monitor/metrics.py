@@ -73,6 +73,10 @@ class Metrics:
         self.results_dropped = Counter("primewatch_results_dropped_total",
                                        "Probe results lost: write buffer and spill file "
                                        "full, or a spilled record unreadable", registry=r)
+        self.results_quarantined = Counter(
+            "primewatch_results_quarantined_total",
+            "Probe results the database refused on their own (not an outage): left out, "
+            "not retried, while the rest of their batch was stored", registry=r)
         self.results_buffered = Gauge("primewatch_results_buffered",
                                       "Probe results waiting to be written", registry=r)
         self.storage_errors = Counter("primewatch_storage_write_errors_total",

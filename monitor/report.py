@@ -35,7 +35,7 @@ from __future__ import annotations
 import bisect
 import zoneinfo
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any, Literal
@@ -44,7 +44,7 @@ import pandas as pd
 from sqlalchemy import Engine
 
 from monitor.config_slo import SloConfig
-from monitor.slo_engine import window_spec
+from monitor.slo_engine import PROBE_SLIS, window_spec
 from monitor.storage import alert_events, rollups
 from slo.budget import burn_rate, sli
 from slo.timeslices import ratio_timeslices, timeslices
@@ -123,11 +123,14 @@ def periods(first: date, last: date, by: Granularity = "day", timezone: str = "U
 
 def build_report(engine: Engine, slos: Sequence[SloConfig], *, first: date, last: date,
                  now: float, by: Granularity = "day", timezone: str = "UTC",
-                 progress: ProgressCallback | None = None) -> pd.DataFrame:
+                 progress: ProgressCallback | None = None,
+                 probes_per_second: Mapping[str, float] | None = None) -> pd.DataFrame:
     """Read rollups and alert events for every SLO and period; return the report rows.
 
     `now` bounds the event-rate estimate behind `budget_consumed` (the current period
     has only run until now). `progress(done, total)` is called after each read.
+    `probes_per_second` (target → 1 / interval) gives probe SLOs the budget the pages
+    state: the schedule's events over a full window (`slo/allowance.py`).
     """
     spans = periods(first, last, by, timezone)
     names = [slo.name for slo in slos]
@@ -137,7 +140,8 @@ def build_report(engine: Engine, slos: Sequence[SloConfig], *, first: date, last
     for slo in slos:
         events = [c[slo.name] for c in counts]
         units = _units(engine, slo, spans, events)
-        expected = _expected_window_units(slo, spans, units, now)
+        expected = _expected_window_units(slo, spans, units, now,
+                                          (probes_per_second or {}).get(slo.target))
         fired = alerts.get(slo.name, [])
         for span, (good, total), (good_u, total_u), window_units in zip(
                 spans, events, units, expected, strict=True):
@@ -209,11 +213,14 @@ def _units(engine: Engine, slo: SloConfig, spans: Sequence[Period],
 
 
 def _expected_window_units(slo: SloConfig, spans: Sequence[Period],
-                           units: Sequence[tuple[float, float]], now: float
-                           ) -> list[float | None]:
-    """Events (or slices) a full SLO window would hold, at the SLO's rate in the report.
+                           units: Sequence[tuple[float, float]], now: float,
+                           schedule: float | None = None) -> list[float | None]:
+    """Events (or slices) a full SLO window would hold: the budget's base, as
+    `slo/allowance.py` defines it for every surface.
 
-    The rate runs from the first to the last period with data, the current period
+    Timeslices: the slices in the window. Probe SLIs with a known schedule: the
+    schedule's rate (or the observed one where several regions probe faster). Otherwise
+    the observed rate, from the first to the last period with data, the current period
     counting only up to `now`, so a new SLO or a removed target is not diluted by
     periods before or after it existed.
     """
@@ -223,6 +230,10 @@ def _expected_window_units(slo: SloConfig, spans: Sequence[Period],
     seen = sum(total for _, total in units)
     elapsed = sum(_elapsed(span, now) for span in spans[with_data[0]:with_data[-1] + 1])
     rate = seen / elapsed
+    if slo.budgeting != "occurrences":
+        rate = 1.0 / slo.timeslice
+    elif schedule is not None and slo.sli in PROBE_SLIS:
+        rate = max(rate, schedule)
     spec = window_spec(slo)
     return [rate * period_seconds(spec, span.start) for span in spans]
 

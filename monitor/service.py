@@ -15,7 +15,7 @@ from monitor.down import DownDetector
 from monitor.errors import NotFoundError
 from monitor.maintenance import MaintenanceCalendar
 from monitor.phases import PhaseStatus, TriggerStatus, TriggerTracker, phase_statuses
-from monitor.slo_engine import SloEngine
+from monitor.slo_engine import SloEngine, probe_rates
 from monitor.storage import repository
 from monitor.storage.repository import StoredResult
 from probes.base import TargetConfig
@@ -44,7 +44,8 @@ class MonitorService:
             w.covers(target, "", now) for w in self.calendar.windows()))
         self.slo_engine = SloEngine(
             engine, in_maintenance=lambda slo, now: self.calendar.covers(slo.target,
-                                                                          slo.name, now))
+                                                                          slo.name, now),
+            probes_per_second=probe_rates(settings))
 
     def targets(self) -> list[TargetView]:
         latest = repository.latest_results(self.engine)

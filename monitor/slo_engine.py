@@ -10,31 +10,34 @@ Timeslice SLOs read their minute rows (bounded by the window, not by data volume
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
+from monitor.config import Settings
 from monitor.config_slo import SloConfig
 from monitor.settled_sums import SettledSums, add_bins, add_counts
 from monitor.storage import rollups
 from slo.alerting import AlertDecision, BurnRateAlerter
+from slo.allowance import Allowance, EventSource, allowance, budget_left
 from slo.budget import (
     BURN_WINDOWS,
     BurnThreshold,
-    budget_remaining,
     burn_rate,
     burn_rules_for_period,
-    scale_burn_factor,
+    scaled_burn_threshold,
     sli,
 )
 from slo.projection import projected_exhaustion, time_to_exhaustion
-from slo.status import AlertView, Counts, SloStatus, percentiles, state_of, window_statuses
+from slo.status import AlertView, Counts, SloStatus, percentiles, window_statuses
 from slo.timeslices import ratio_timeslices, timeslices
 from slo.windows import WindowSpec, period_seconds, window_bounds
 
 Span = tuple[int, int]
 DAY = 86400
+PROBE_SLIS = frozenset({"availability", "latency", "threshold"})
+"""SLI kinds with one event per scheduled probe: their budget rests on the schedule."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,13 +58,20 @@ def window_spec(slo: SloConfig) -> WindowSpec:
 
 
 def alert_tiers(slo: SloConfig, period: int) -> tuple[BurnThreshold, ...]:
-    """The Workbook's tiers scaled to the SLO's period, or the SLO's own rules."""
+    """The Workbook's tiers scaled to the SLO's period, or the SLO's own rules.
+
+    Own rules given as a `budget_share` are raised to a burn of 1 when the period scales
+    them below (`scaled_burn_threshold`) rather than rejected: the period is not known
+    where a rule is validated, and for a calendar month it changes, so a rule fine in
+    January could not be refused in February. They are not dropped either: each was
+    written on purpose. An explicit `threshold` below 1 is a config error instead.
+    """
     rules = slo.alerts.burn_rates
     if rules == "default":
         return burn_rules_for_period(period)
     tiers = []
     for rule in rules:
-        threshold = rule.threshold if rule.threshold is not None else scale_burn_factor(
+        threshold = rule.threshold if rule.threshold is not None else scaled_burn_threshold(
             rule.budget_share or 0.0, period, rule.long_window)
         tiers.append(BurnThreshold(rule.severity, int(rule.long_window),
                                    int(rule.short_window), threshold))
@@ -85,9 +95,14 @@ class SloEngine:
     """Evaluates SLOs against storage; keeps one alerter per SLO between ticks."""
 
     def __init__(self, engine: Engine,
-                 in_maintenance: Callable[[SloConfig, float], bool] | None = None) -> None:
+                 in_maintenance: Callable[[SloConfig, float], bool] | None = None,
+                 probes_per_second: Mapping[str, float] | None = None) -> None:
+        """`probes_per_second` (target → 1 / interval) is the schedule a probe SLO's
+        budget is based on; without it the observed event rate is extrapolated."""
         self._engine = engine
         self._in_maintenance = in_maintenance or (lambda _slo, _now: False)
+        self._probes_per_second = dict(probes_per_second or {})
+        self._first_data: dict[str, int] = {}
         self._alerters: dict[str, tuple[tuple[BurnThreshold, ...], BurnRateAlerter]] = {}
         self.last_decisions: dict[str, AlertDecision] = {}
         self._counts_cache: SettledSums[tuple[int, int]] = SettledSums(
@@ -104,11 +119,32 @@ class SloEngine:
         plans = [plan(slo, now) for slo in slos]
         counts = self._counts(plans, now)
         bins = self._bins(plans, now)
+        self._learn_first_data([p.slo.name for p in plans])
         statuses = []
         for p in plans:
             name = p.slo.name
             statuses.append(self._status(p, counts[name], bins.get(name, {}), now, alerts))
         return statuses
+
+    def _learn_first_data(self, names: Sequence[str]) -> None:
+        """When each SLO's data begins; read once per SLO (again after `forget`), since
+        only a backfill or retention moves it."""
+        unknown = [name for name in names if name not in self._first_data]
+        if unknown:
+            self._first_data.update(rollups.first_buckets(self._engine, unknown))
+
+    def budget_base(self, slo: SloConfig, p: Plan, total: float, now: float) -> Allowance:
+        """The budget's base for `slo` now: see `slo/allowance.py`."""
+        if slo.budgeting != "occurrences":
+            source: EventSource = "slices"
+        elif slo.sli in PROBE_SLIS and slo.target in self._probes_per_second:
+            source = "schedule"
+        else:
+            source = "rate"
+        return allowance(source=source, period=p.period, window_start=p.window[0], now=now,
+                         first_data_at=self._first_data.get(slo.name), total=total,
+                         events_per_second=self._probes_per_second.get(slo.target),
+                         slice_seconds=slo.timeslice)
 
     def _counts(self, plans: Sequence[Plan], now: float) -> dict[str, dict[object, Counts]]:
         """Effective (good, total) per SLO for its window (key "window") and each span."""
@@ -167,12 +203,14 @@ class SloEngine:
         None): after a late batch, a backfill or a maintenance correction."""
         self._counts_cache.forget(since)
         self._bins_cache.forget(since)
+        self._first_data.clear()
 
     def _status(self, p: Plan, counts: dict[object, Counts], bins: dict[int, int],
                 now: float, with_alerts: bool) -> SloStatus:
         slo = p.slo
         good, total = counts["window"]
-        remaining = budget_remaining(good, total, slo.objective)
+        base = self.budget_base(slo, p, total, now)
+        remaining = budget_left(good, total, slo.objective, base.expected_events)
         by_seconds = {k: v for k, v in counts.items() if isinstance(k, int)}
         current_burn = _current_burn(by_seconds, slo.objective)
         maintenance = self._in_maintenance(slo, now)
@@ -185,13 +223,16 @@ class SloEngine:
             name=slo.name, target=slo.target, sli_kind=slo.sli, objective=slo.objective,
             window_seconds=p.window[1] - p.window[0], evaluated_at=now, good=good,
             total=total, sli=sli(good, total), budget_remaining=remaining,
-            state=state_of(good, total, slo.objective),
+            state="no_data" if total == 0 else (
+                "breaching" if remaining is not None and remaining < 0 else "ok"),
             windows=window_statuses(by_seconds, slo.objective), threshold=slo.threshold,
             latency=percentiles(bins), window_start=p.window[0], period_seconds=p.period,
             budgeting=slo.budgeting,
             exhaustion_seconds=time_to_exhaustion(remaining, current_burn, p.period),
             exhausted_at=projected_exhaustion(now, remaining, current_burn, p.period),
-            alert=alert, in_maintenance=maintenance,
+            alert=alert, in_maintenance=maintenance, expected_events=base.expected_events,
+            budget_estimated=base.estimated, collecting_since=base.collecting_since,
+            window_coverage=base.coverage,
         )
 
     def _alert(self, p: Plan, counts: dict[int, Counts], now: float,
@@ -209,6 +250,21 @@ class SloEngine:
         decision = alerter.evaluate(now, int_counts, slo.objective, suppressed=maintenance)
         self.last_decisions[slo.name] = decision
         return _view(decision, maintenance)
+
+
+def expected_window_events(engine: Engine, settings: Settings, slo: SloConfig, at: float
+                           ) -> float | None:
+    """The events `slo`'s whole window at `at` is expected to hold (the budget's base,
+    as the evaluation tick computes it), for surfaces outside the tick: post-mortems
+    and reports state the same budget as the pages. None without data."""
+    evaluator = SloEngine(engine, probes_per_second=probe_rates(settings))
+    [status] = evaluator.evaluate([slo], at)
+    return status.expected_events if status.total > 0 else None
+
+
+def probe_rates(settings: Settings) -> dict[str, float]:
+    """Scheduled probes per second of each target: a probe SLO's budget base."""
+    return {target.name: 1.0 / target.interval for target in settings.targets}
 
 
 def _view(decision: AlertDecision, maintenance: bool) -> AlertView:

@@ -45,6 +45,11 @@ class ErrorClass:
     )
 
 
+PROBER_LAG = "prober_lag_seconds"
+"""`ProbeResult.values` key: seconds of a probe's latency that the prober's own event
+loop ran late (probes/loop_lag.py); set when notable. slo/sli.py reads the same name."""
+
+
 @dataclass(slots=True)
 class ProbeResult:
     """One observation of one target. Times are epoch seconds; latency is in seconds."""
@@ -96,6 +101,13 @@ class TargetConfig(StrictModel):
     interval: Duration = 30.0
     timeout: Duration = 10.0
     down_after: int = Field(default=3, ge=1)
+    min_regions_failing: int = Field(default=1, ge=1)
+    """Regions (instances probing from different `region`s) that must each see
+    `down_after` consecutive failures before the target is down: one region's network
+    trouble is not an outage of the target."""
+    depends_on: tuple[str, ...] = ()
+    """Targets this one needs (a database, a gateway): while one of them is down, this
+    target's alerts join that target's incident, so one outage pages once."""
     labels: dict[str, str] = Field(default_factory=dict)
     enabled: bool = True
 

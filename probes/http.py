@@ -13,10 +13,11 @@ import time
 from typing import Any, Literal
 
 import httpx
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, model_validator
 
 from monitor.units import ByteSize, Duration
 from probes.base import (
+    PROBER_LAG,
     ErrorClass,
     ProbeContext,
     ProbeKind,
@@ -26,13 +27,16 @@ from probes.base import (
     TargetConfig,
 )
 from probes.http_client import HttpClientPool
-from probes.http_fetch import Fetched, FetchFailed, fetch, guarded
+from probes.http_fetch import Fetched, FetchFailed, FollowRedirects, fetch, guarded
 from probes.http_signals import ColdStartDetector, cdn_cache_status
+from probes.loop_lag import LoopLag
 from probes.urls import HttpUrlStr, redact_url
 
 log = logging.getLogger(__name__)
 
 _MISSING = object()
+_STILL_ANSWERED = frozenset({ErrorClass.SLOW, ErrorClass.CERT_EXPIRING})
+_NOTABLE_LAG = 0.05  # seconds of prober lag worth keeping in a result's details
 
 
 class HttpExpect(StrictModel):
@@ -57,13 +61,49 @@ class TlsOptions(StrictModel):
     ca_file: str | None = None
 
 
-class ColdStartOptions(StrictModel):
-    """How to tell a cold start from an ordinary slow answer (see ColdStartDetector)."""
+DEFAULT_MIN_COLD_LATENCY = 1.0
+"""Seconds under which no answer is a cold start (unless `min_latency` is lower)."""
 
-    idle_after: Duration = 0.0
+
+class ColdStartOptions(StrictModel):
+    """How to tell a cold start from an ordinary slow answer (see ColdStartDetector).
+
+    The defaults are the quiet ones: only a gap of 5 minutes counts as idle, a median of
+    at least 5 warm probes, and nothing under a second. `idle_after: 0s` (judge every
+    probe) stays allowed when written out: a target probed more often than its platform
+    sleeps never sits idle, and the cold starts left to see are its restarts.
+    """
+
+    idle_after: Duration = Field(default=300.0, ge=0)
     factor: float = Field(default=3.0, gt=1.0)
     min_latency: Duration | None = None
+    min_cold_latency: Duration | None = Field(
+        default=None, ge=0,
+        description=f"the floor; default {DEFAULT_MIN_COLD_LATENCY:g}s, or min_latency if lower")
+    min_samples: int = Field(default=5, ge=1, le=1000)
     history: int = Field(default=20, ge=3, le=1000)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColdStartOptions:
+        if self.min_cold_latency is not None and self.min_latency is not None \
+                and self.min_cold_latency > self.min_latency:
+            raise ValueError(
+                f"min_cold_latency {self.min_cold_latency:g}s is above min_latency "
+                f"{self.min_latency:g}s: no answer between the two could ever be judged")
+        if "min_samples" in self.model_fields_set and self.min_samples > self.history:
+            raise ValueError(f"min_samples {self.min_samples} is above history "
+                             f"{self.history}: the median would never have enough probes")
+        return self
+
+    @property
+    def floor(self) -> float:
+        """`min_cold_latency`, or its default lowered to an older `min_latency` below it
+        (so a config written before the floor existed keeps its threshold)."""
+        if self.min_cold_latency is not None:
+            return self.min_cold_latency
+        if self.min_latency is not None:
+            return min(DEFAULT_MIN_COLD_LATENCY, self.min_latency)
+        return DEFAULT_MIN_COLD_LATENCY
 
 
 class HttpTarget(TargetConfig):
@@ -78,7 +118,8 @@ class HttpTarget(TargetConfig):
     max_body: ByteSize = 1024 * 1024
     tls: TlsOptions = Field(default_factory=TlsOptions)
     keepalive: bool = False
-    follow_redirects: bool = True
+    follow_redirects: FollowRedirects = Field(
+        default=True, description="true, false, or same-origin (a redirect elsewhere fails)")
     max_redirects: int = Field(default=5, ge=0, le=30)
     record_headers: list[str] = Field(default_factory=list)
     cold_start: ColdStartOptions | None = None
@@ -89,7 +130,8 @@ class HttpTarget(TargetConfig):
     def signals(self) -> Signals:
         cold = self.cold_start is not None
         return Signals(streams=frozenset({"cdn"} | ({"warm"} if cold else set())),
-                       values=frozenset({"redirects"} | ({"cold_start"} if cold else set())))
+                       values=frozenset({"redirects", PROBER_LAG}
+                                        | ({"cold_start"} if cold else set())))
 
 
 class HttpProbe:
@@ -104,7 +146,8 @@ class HttpProbe:
         cold = config.cold_start
         self._cold_starts = None if cold is None else ColdStartDetector(
             idle_after=cold.idle_after, factor=cold.factor, min_latency=cold.min_latency,
-            history=cold.history)
+            history=cold.history, min_cold_latency=cold.floor,
+            min_samples=min(cold.min_samples, cold.history))
 
     async def run(self, started_at: float) -> ProbeResult:
         t0 = time.perf_counter()
@@ -117,12 +160,10 @@ class HttpProbe:
 
     async def _measure(self, started_at: float, t0: float) -> ProbeResult:
         config = self.config
+        lag = LoopLag()
         try:
-            fetched = await fetch(
-                self._client, config.method, config.url, headers=config.headers,
-                body=config.body.encode() if config.body is not None else None,
-                timeout=self._timeout, max_body=config.max_body,
-                follow_redirects=config.follow_redirects, max_redirects=config.max_redirects)
+            with lag:  # how much of the latency is the prober's own lateness
+                fetched = await self._fetch()
         except FetchFailed as failed:  # keep what it learned of the certificate
             return self._fail(started_at, t0, failed.error_class, str(failed),
                               failed.status_code, failed.cert_days_left)
@@ -143,12 +184,39 @@ class HttpProbe:
         if failure is not None:
             result.ok = False
             result.error_class, result.error = failure
+        if lag.seconds >= _NOTABLE_LAG:
+            # Latency SLIs leave out an answer whose time was mostly our own lateness
+            # (slo/sli.py): the prober's overload is not the target's slowness.
+            result.values[PROBER_LAG] = lag.seconds
         if self._cold_starts is not None:
-            cold = self._cold_starts.observe(started_at, latency, result.ok)
-            result.values["cold_start"] = 1.0 if cold else 0.0
-            if result.ok:
-                result.counts["warm"] = (0.0 if cold else 1.0, 1.0)
+            self._judge_cold_start(self._cold_starts, result, latency, lag.seconds)
         return result
+
+    async def _fetch(self) -> Fetched:
+        config = self.config
+        return await fetch(
+            self._client, config.method, config.url, headers=config.headers,
+            body=config.body.encode() if config.body is not None else None,
+            timeout=self._timeout, max_body=config.max_body,
+            follow_redirects=config.follow_redirects, max_redirects=config.max_redirects)
+
+    @staticmethod
+    def _judge_cold_start(detector: ColdStartDetector, result: ProbeResult, latency: float,
+                          prober_lag: float) -> None:
+        """`cold_start` value and `warm` stream, and in the details why a probe is cold
+        or why a slow one is not. An answer that failed only on `max_latency` or the
+        certificate's age is still an answer: a cold start is a slow correct answer,
+        and `min_latency` above `max_latency` could otherwise never count."""
+        answered = result.ok or result.error_class in _STILL_ANSWERED
+        verdict = detector.judge(result.started_at, latency, answered, prober_lag)
+        result.values["cold_start"] = 1.0 if verdict.cold else 0.0
+        if answered:
+            result.counts["warm"] = (0.0 if verdict.cold else 1.0, 1.0)
+        if verdict.reason is not None:
+            key = "cold_start_reason" if verdict.cold else "cold_start_skipped"
+            result.details[key] = verdict.reason
+        if prober_lag >= _NOTABLE_LAG:  # explains a latency spike on the dashboards too
+            result.details["prober_lag"] = f"{prober_lag * 1000:.0f}ms"
 
     def _record_signals(self, result: ProbeResult, fetched: Fetched) -> None:
         """Redirects, CDN cache status and chosen headers, for SLOs and dashboards."""

@@ -19,6 +19,7 @@ from typing import Literal, NamedTuple
 __all__ = [
     "BURN_WINDOWS",
     "DEFAULT_BURN_RULES",
+    "MIN_BURN_THRESHOLD",
     "BurnRule",
     "BurnThreshold",
     "Severity",
@@ -29,6 +30,7 @@ __all__ = [
     "burn_rules_for_period",
     "error_ratio",
     "scale_burn_factor",
+    "scaled_burn_threshold",
     "sli",
 ]
 
@@ -166,16 +168,71 @@ def scale_burn_factor(
     return budget_share * (slo_period_seconds / long_window_seconds)
 
 
+MIN_BURN_THRESHOLD = 1.0
+"""No tier alerts below this burn: a burn under 1 finishes the SLO period under budget."""
+
+
+def scaled_burn_threshold(
+    budget_share: float, slo_period_seconds: float, long_window_seconds: float
+) -> float:
+    """Return ``scale_burn_factor``, raised to 1 when it falls below 1.
+
+    A share scaled to a short period can ask for a burn under 1 (10% of a 7-day budget
+    in 3 days is 0.23), which alerts on an SLO on track to be met. At 1 the tier waits
+    until the burn would spend the whole budget: it lets more than its share go first,
+    but it never alerts on an SLO that will finish under budget.
+    """
+    return max(
+        MIN_BURN_THRESHOLD,
+        scale_burn_factor(budget_share, slo_period_seconds, long_window_seconds),
+    )
+
+
 def burn_rules_for_period(
     period_seconds: float, rules: Sequence[BurnRule] = DEFAULT_BURN_RULES
 ) -> tuple[BurnThreshold, ...]:
-    """Return ``rules`` with burn thresholds for an SLO period (30d gives 14.4/6/3/1)."""
-    return tuple(
+    """Return ``rules`` scaled to an SLO period, none of them alerting below a burn of 1.
+
+    1. Scale: threshold = budget share x period / long window. 30 days give the
+       Workbook's 14.4, 6, 3 and 1 exactly; 90 days 43.2, 18, 9 and 3.
+    2. Drop a tier whose long window is longer than the period: it would judge events
+       the SLO no longer counts (a 3-day burn for a 1-day SLO stays high for two days
+       after the window is back under budget).
+    3. Raise a threshold below 1 to 1 (``scaled_burn_threshold``): a burn below 1
+       finishes the period under budget, so nothing may alert on it; keeping the tier
+       at 1 still catches every burn that would overspend.
+    4. Drop a tier left at 1 when a tier of the same severity with a shorter long window
+       is at 1 too: both fire on the same burn, and the shorter one sees it first, so
+       the longer would only hold the same alert open longer (7 days: the 3d/6h ticket
+       goes, the 1d/2h ticket at 1 stays).
+
+    The 1h/5m page is never dropped for a period of 1h or more (the shortest a config
+    allows): its window fits every such period and it is the fastest page. A total
+    outage pages once the hour's burn reaches its threshold, after threshold x (1 -
+    objective) hours: 52 s for 99.9% over 30 days, 2.6 min over 90 days.
+    """
+    fitting = [rule for rule in rules if rule.long_window_s <= period_seconds]
+    scaled = [
         BurnThreshold(
             rule.severity,
             rule.long_window_s,
             rule.short_window_s,
-            scale_burn_factor(rule.budget_share, period_seconds, rule.long_window_s),
+            scaled_burn_threshold(rule.budget_share, period_seconds, rule.long_window_s),
         )
-        for rule in rules
+        for rule in fitting
+    ]
+    return tuple(
+        tier for index, tier in enumerate(scaled) if not _shadowed(index, tier, scaled)
+    )
+
+
+def _shadowed(index: int, tier: BurnThreshold, tiers: Sequence[BurnThreshold]) -> bool:
+    """True when ``tier`` is at 1 and an earlier-firing tier of its severity is at 1 too."""
+    if tier.threshold != MIN_BURN_THRESHOLD:
+        return False
+    return any(
+        other.severity == tier.severity
+        and other.threshold == MIN_BURN_THRESHOLD
+        and (other.long_window_s, position) < (tier.long_window_s, index)
+        for position, other in enumerate(tiers)
     )

@@ -6,12 +6,28 @@ Kinds:
 - latency: it succeeded within `threshold` (1 event);
 - ratio: the counter deltas of a named stream, e.g. cache hits / lookups (n events);
 - threshold: a measured value (`value`) is at or under (or over) `threshold` (1 event).
+
+A latency measured while the prober itself ran late (its event loop stalled for most
+of the wait: another process hogging the CPU, a GC pause) is not the target's latency:
+such an event says nothing about latency SLOs and is left out, like one in maintenance.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Protocol
+
+PROBER_LAG = "prober_lag_seconds"
+"""The value probes record for their own lateness (probes.base.PROBER_LAG; slo/ imports
+nothing of ours, so the name is repeated and a test keeps the two equal)."""
+PROBER_LATE_SHARE = 0.5
+"""An answer whose latency was at least this share the prober's lag is not measured."""
+
+
+def prober_was_late(event: Event) -> bool:
+    """The event's latency is mostly the prober's own lateness, not the target's."""
+    lag = event.values.get(PROBER_LAG, 0.0)
+    return lag > 0 and lag >= PROBER_LATE_SHARE * event.latency
 
 
 class SliDefinition(Protocol):
@@ -65,6 +81,8 @@ def event_counts(definition: SliDefinition, event: Event) -> tuple[int, int] | N
     if kind == "availability":
         return (1 if event.ok else 0), 1
     if kind == "latency":
+        if event.ok and prober_was_late(event):
+            return None
         threshold = definition.threshold
         return (1 if event.ok and threshold is not None and event.latency <= threshold else 0), 1
     if kind == "ratio":
@@ -93,7 +111,7 @@ def meets(measured: float, threshold: float | None, comparison: str) -> bool:
 def binned_value(definition: SliDefinition, event: Event) -> float | None:
     """The value whose distribution (p50/p95/p99) the SLO keeps, if any."""
     if definition.sli in ("availability", "latency"):
-        return event.latency if event.ok else None
+        return event.latency if event.ok and not prober_was_late(event) else None
     if definition.sli == "threshold":
         return event.values.get(definition.value or "")
     return None

@@ -69,6 +69,15 @@ class SloStatus:
     exhausted_at: float | None = None
     alert: AlertView = field(default_factory=AlertView)
     in_maintenance: bool = False
+    expected_events: float | None = None
+    """Events (or slices) the whole window is expected to hold: the budget's base
+    (`slo/allowance.py`); None where the status was built without it (pure tests)."""
+    budget_estimated: bool = False
+    """The expected events extrapolate an observed rate (counter SLIs)."""
+    collecting_since: float | None = None
+    """When the SLO's data begins inside its window; None without data."""
+    window_coverage: float = 1.0
+    """Share of the window that has data behind it: below 1 for a young SLO."""
 
     @property
     def burn_rates(self) -> dict[str, float | None]:

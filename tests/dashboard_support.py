@@ -55,8 +55,11 @@ def site_settings(**overrides: Any) -> Settings:
     """Two targets, four SLOs (availability, latency, labels), a page policy."""
     data: dict[str, Any] = {
         "targets": [
-            {"name": "api", "type": "http", "url": "http://127.0.0.1:1/health"},
-            {"name": "web", "type": "http", "url": "http://127.0.0.1:1/", "down_after": 3},
+            # Probed every minute, as `populate` writes them: budgets rest on the schedule.
+            {"name": "api", "type": "http", "url": "http://127.0.0.1:1/health",
+             "interval": "1m"},
+            {"name": "web", "type": "http", "url": "http://127.0.0.1:1/", "down_after": 3,
+             "interval": "1m"},
         ],
         "slos": [
             {"name": "api-availability", "target": "api", "sli": "availability",

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from slo.budget import (
     BURN_WINDOWS,
     DEFAULT_BURN_RULES,
+    MIN_BURN_THRESHOLD,
     BurnRule,
     BurnThreshold,
     WindowCounts,
@@ -20,6 +21,7 @@ from slo.budget import (
     burn_rules_for_period,
     error_ratio,
     scale_burn_factor,
+    scaled_burn_threshold,
     sli,
 )
 
@@ -126,10 +128,65 @@ def test_default_rules_for_30_days_are_exact() -> None:
 
 
 def test_rules_scale_with_period() -> None:
-    thresholds = [t.threshold for t in burn_rules_for_period(7 * DAY)]
-    assert thresholds == pytest.approx([3.36, 1.4, 0.7, 0.7 / 3])
+    thresholds = [t.threshold for t in burn_rules_for_period(90 * DAY)]
+    assert thresholds == pytest.approx([43.2, 18.0, 9.0, 3.0])
     custom = (BurnRule("page", HOUR, 300, 0.5),)
     assert burn_rules_for_period(DAY, custom) == (BurnThreshold("page", HOUR, 300, 12.0),)
+
+
+def _tiers(period: float) -> list[tuple[str, int, int, float]]:
+    """Tiers as plain tuples, thresholds rounded so scaled floats compare exactly."""
+    return [(t.severity, t.long_window_s, t.short_window_s, round(t.threshold, 9))
+            for t in burn_rules_for_period(period)]
+
+
+def test_seven_days_raise_the_day_ticket_to_one_and_drop_the_three_day_ticket() -> None:
+    """Scaled, the tickets would be 0.7 and 0.23: both alert on a week ending under budget."""
+    assert _tiers(7 * DAY) == [("page", HOUR, 300, 3.36), ("page", 6 * HOUR, 1800, 1.4),
+                               ("ticket", DAY, 2 * HOUR, 1.0)]
+
+
+def test_twenty_eight_days_keep_the_three_day_ticket_at_one() -> None:
+    """0.93 is raised to 1; no faster ticket is at 1, so it stays (it catches burns 1-2.8)."""
+    assert _tiers(28 * DAY) == [("page", HOUR, 300, 13.44), ("page", 6 * HOUR, 1800, 5.6),
+                                ("ticket", DAY, 2 * HOUR, 2.8),
+                                ("ticket", 3 * DAY, 6 * HOUR, 1.0)]
+
+
+@pytest.mark.parametrize(
+    ("period", "expected"),
+    [
+        # one hour: only the 1h page fits; 0.02 is raised to 1
+        (HOUR, [("page", HOUR, 300, 1.0)]),
+        # one day: the 3d ticket does not fit; the 6h page is at 1 behind the 1h page
+        (DAY, [("page", HOUR, 300, 1.0), ("ticket", DAY, 2 * HOUR, 1.0)]),
+        # five days: the 6h page scales to exactly 1 and stays (no faster page is at 1)
+        (5 * DAY, [("page", HOUR, 300, 2.4), ("page", 6 * HOUR, 1800, 1.0),
+                   ("ticket", DAY, 2 * HOUR, 1.0)]),
+    ],
+)
+def test_short_periods_drop_windows_longer_than_the_period_and_duplicates_at_one(
+        period: int, expected: list[tuple[str, int, int, float]]) -> None:
+    assert _tiers(period) == expected
+
+
+def test_custom_rules_get_the_same_floor() -> None:
+    rules = (BurnRule("ticket", DAY, 2 * HOUR, 0.05), BurnRule("ticket", 2 * DAY, 4 * HOUR, 0.05),
+             BurnRule("page", 2 * DAY, HOUR, 0.05))
+    assert burn_rules_for_period(7 * DAY, rules) == (
+        BurnThreshold("ticket", DAY, 2 * HOUR, 1.0),  # 0.35 raised
+        BurnThreshold("page", 2 * DAY, HOUR, 1.0),  # a page: not a duplicate of a ticket
+    )
+
+
+@pytest.mark.parametrize(
+    ("share", "period", "window", "expected"),
+    [(0.1, 7 * DAY, 3 * DAY, 1.0), (0.1, 30 * DAY, 3 * DAY, 1.0), (0.02, 7 * DAY, HOUR, 3.36)],
+)
+def test_scaled_burn_threshold_never_goes_below_one(
+        share: float, period: float, window: float, expected: float) -> None:
+    assert scaled_burn_threshold(share, period, window) == pytest.approx(expected)
+    assert MIN_BURN_THRESHOLD == 1.0
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,8 @@ def test_overview_shows_the_apis_numbers_and_open_incidents(site: Site, browser:
         row = page.locator(f'tr[data-slo="{name}"]')
         budget = slo["error_budget_remaining"]
         text = row.locator("[data-budget]").inner_text()
-        assert text == ("—" if budget is None else f"{budget * 100:.1f}%")
+        assert text == ("—" if budget is None else f"{budget * 100:.1f}%" if budget >= 0
+                        else f"exhausted (−{-budget * 100:.1f}%)")
         sli = row.locator("[data-sli]").inner_text()
         assert sli == ("—" if slo["sli"] is None else f"{slo['sli'] * 100:.3f}%")
     assert "1 page open" in page.locator("[data-summary]").inner_text()

@@ -28,6 +28,13 @@ def percent(value: float | None, digits: int) -> str:
     return "—" if value is None else f"{value * 100:.{digits}f}%"
 
 
+def budget(value: float | None) -> str:
+    """As the page's `budget` filter prints the budget left."""
+    if value is None or value >= 0:
+        return percent(value, 1)
+    return f"exhausted (−{-value * 100:.1f}%)"
+
+
 def burn(value: float | None) -> str:
     return "—" if value is None else f"{value:,.2f}×"
 
@@ -53,8 +60,8 @@ def test_slo_page_shows_the_apis_numbers(site: Site, browser: Browser) -> None:
         assert page.locator("h1").inner_text().startswith(f"SLO {name}")
         assert page.locator("[data-state]").get_attribute("data-state") == slo["state"]
         assert page.locator("[data-sli]").inner_text() == percent(slo["sli"], 3)
-        assert page.locator("[data-budget]").inner_text() == percent(
-            slo["error_budget_remaining"], 1)
+        assert page.locator("[data-budget]").inner_text() == budget(
+            slo["error_budget_remaining"])
         assert page.locator("[data-objective]").inner_text() == f"{slo['objective'] * 100:g}%"
         assert page.locator("[data-slo-window]").inner_text() == f"rolling {slo['window']}"
         rows = page.locator("tr[data-window]")
@@ -263,8 +270,8 @@ def test_calendar_month_and_timeslices(tmp_path: Path, browser: Browser) -> None
         slo = api(url, "api-minutes")
         assert slo["budgeting"] == "timeslices" and slo["total"] > 0
         assert page.locator("[data-sli]").inner_text() == percent(slo["sli"], 3)
-        assert page.locator("[data-budget]").inner_text() == percent(
-            slo["error_budget_remaining"], 1)
+        assert page.locator("[data-budget]").inner_text() == budget(
+            slo["error_budget_remaining"])
         assert page.locator("[data-slo-window]").inner_text() == "calendar month"
         assert page.locator(".ranges a[aria-current]").inner_text() == "calendar month"
         chart = page.locator('figure[data-chart="burndown"] svg')

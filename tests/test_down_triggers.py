@@ -20,7 +20,7 @@ def config() -> Settings:
                      "down_after": 3},
                     {"name": "db", "type": "sql", "url": "sqlite:///x.db"}],
         "slos": [{"name": "fast", "target": "api", "sli": "latency", "threshold": "500ms",
-                  "objective": 90, "window": "1d"},
+                  "objective": 90, "window": "1h"},
                  {"name": "up", "target": "api", "sli": "availability", "objective": 99,
                   "window": "1d"}],
         "phases": [{"name": "p1", "title": "Phase 1", "slos": ["fast", "up"]}],
@@ -98,12 +98,15 @@ def test_a_phase_is_met_only_when_all_its_slos_are(engine: Engine) -> None:
     [phase] = phase_statuses(settings.phases, {s.name: s for s in evaluator.evaluate(
         settings.slos, T0)})
     assert phase.state == "unknown"  # no data yet
-    ResultWriter(engine, settings.slos)([probe(T0 + i, latency=0.1) for i in range(50)])
+    # Half an hour every 30 s, all fast; then 25 minutes all slow: the hour's budget
+    # (10% of the ~120 probes it holds) is overspent, so `fast` breaches.
+    ResultWriter(engine, settings.slos)([probe(T0 + 30 * i, latency=0.1) for i in range(50)])
     [phase] = phase_statuses(settings.phases, {s.name: s for s in evaluator.evaluate(
-        settings.slos, T0 + 60)})
+        settings.slos, T0 + 1500)})
     assert phase.state == "met"
-    ResultWriter(engine, settings.slos)([probe(T0 + 60 + i, latency=0.9) for i in range(50)])
+    ResultWriter(engine, settings.slos)([probe(T0 + 1500 + 30 * i, latency=0.9)
+                                         for i in range(50)])
     [phase] = phase_statuses(settings.phases, {s.name: s for s in evaluator.evaluate(
-        settings.slos, T0 + 120)})
+        settings.slos, T0 + 3000)})
     assert phase.state == "not_met"
     assert dict(phase.slos) == {"fast": "breaching", "up": "ok"}

@@ -65,7 +65,7 @@ targets:
     expect: {{json: {{status: ok}}}}
 slos:
   - {{name: api-availability, target: api, sli: availability, objective: 99, window: 1d}}
-  - {{name: api-latency, target: api, sli: latency, threshold: 1s, objective: 90, window: 1d}}
+  - {{name: api-latency, target: api, sli: latency, threshold: 400ms, objective: 90, window: 1d}}
 alerting: {{evaluate_every: 1s}}
 """)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -115,7 +115,8 @@ def test_results_flow_to_api_and_metrics_and_errors_move_the_sli(
     degraded = wait_for(
         lambda: (s := httpx.get(f"{url}/api/v1/slos/api-availability").json())
         ["sli"] < 0.99 and s, 20, "the SLI to fall")
-    assert degraded["state"] == "breaching"
+    # Seconds of errors spend a little of the day's budget, not all of it.
+    assert 0 < degraded["error_budget_remaining"] < slo["error_budget_remaining"] == 1.0
     assert degraded["burn_rates"]["5m"] > 1
     assert metric(url, "primewatch_probe_success", target="api") == 0.0
     assert metric(url, "primewatch_probes_total", target="api", outcome="http_status") >= 1

@@ -4,12 +4,14 @@ timeout, tickets, silences, manual resolution, restarts, and the outbox under 42
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
 
 from alerts.escalation import IncidentError, IncidentManager, IncidentNotFound
+from alerts.members import PAGE_CLEARED
 from alerts.outbox import Outbox
 from alerts.rules import ActiveAlert
 from alerts.silences import Matcher, create_silence
@@ -259,8 +261,13 @@ def test_a_down_target_and_its_burning_slo_page_once(
     items, total = list_incidents(engine)
     assert total == 2  # the outage (down + SLO burn) and the unrelated trigger
     outage_incident = next(i for i in items if i.key == "target:api")
-    assert outage_incident.title == "Target api is down"
-    assert "burn rate" in outage_incident.summary
+    # Named after both causes as they are, each labelled in the summary.
+    assert outage_incident.title == "api is down · api-availability burning 20× (page)"
+    assert "api-availability: burn rate" in outage_incident.summary
+    assert [(m.key, m.kind, m.severity) for m in outage_incident.members] == [
+        ("target:api", "down", "page"), ("slo:api-availability", "burn_rate", "page")]
+    assert outage_incident.slo == "api-availability"
+    assert outage_incident.slos == ("api-availability",)
     assert len([m for m in slack.messages.values() if "thread_ts" not in m]) == 2
 
 
@@ -330,3 +337,106 @@ def test_a_channel_failing_past_its_retry_budget_pages_through_the_others(
     assert len(hook.deliveries) == hooks_before + 1
     assert b"Notifications to slack-oncall are failing" in hook.deliveries[-1].body
     assert len(slack.requests) >= slack_calls_before
+
+
+def test_a_human_resolve_holds_until_the_rule_was_seen_clear(
+        engine: Engine, slack: FakeSlack, hook: FakeWebhook, harness: Any) -> None:
+    clock = FakeClock()
+    h = harness(settings_for(slack, hook), clock)
+    h.run([outage()], minutes=2)
+    incident = only_incident(engine)
+    h.manager.resolve(incident.id, "dave", clock.now())  # the rule still fires
+    assert only_incident(engine).latched
+    h.run([outage()], minutes=30)
+    assert only_incident(engine).status == "resolved"  # no new incident, no new page
+    assert len([m for m in slack.messages.values() if "thread_ts" not in m]) == 1
+    h.run([], minutes=0.5)  # seen clear once ...
+    assert not only_incident(engine).latched
+    assert "latch_released" in [e.kind for e in timeline(engine, incident.id)]
+    h.run([outage()], minutes=1)  # ... so the next episode is a new incident
+    items, total = list_incidents(engine)
+    assert total == 2 and items[0].status == "triggered"
+
+
+def test_a_resolve_after_the_rule_cleared_does_not_latch(
+        engine: Engine, slack: FakeSlack, hook: FakeWebhook, harness: Any) -> None:
+    clock = FakeClock()
+    h = harness(settings_for(slack, hook, resolve="manual"), clock)
+    h.run([outage()], minutes=2)
+    h.run([], minutes=1)
+    h.manager.resolve(only_incident(engine).id, "dave", clock.now())
+    assert not only_incident(engine).latched
+    h.run([outage()], minutes=1)
+    assert list_incidents(engine)[1] == 2
+
+
+def test_a_silence_about_to_end_reminds_its_author_once(
+        engine: Engine, slack: FakeSlack, hook: FakeWebhook, harness: Any) -> None:
+    clock = FakeClock()
+    h = harness(settings_for(slack, hook), clock)
+    h.run([outage()], minutes=1)
+    incident = only_incident(engine)
+    (page,) = [m for m in slack.messages.values() if "thread_ts" not in m]
+    h.manager.silence(incident.id, "carol", 3600, clock.now())
+    h.run([outage()], minutes=44)
+    assert slack.replies(page["ts"]) == []
+    h.run([outage()], minutes=2)  # 15 minutes before the silence ends
+    (reminder,) = slack.replies(page["ts"])
+    assert "Reminder for carol" in reminder["text"] and "ends in 1" in reminder["text"]
+    h.run([outage()], minutes=10)
+    assert len(slack.replies(page["ts"])) == 1  # once, not every tick
+    events = [e for e in timeline(engine, incident.id) if e.kind == "silence_expiring"]
+    assert len(events) == 1 and events[0].data["by"] == "carol"
+
+
+def test_whoever_heard_of_an_incident_hears_it_resolved_even_while_silenced(
+        engine: Engine, slack: FakeSlack, hook: FakeWebhook, harness: Any) -> None:
+    clock = FakeClock()
+    h = harness(settings_for(slack, hook), clock)
+    h.run([outage()], minutes=16)  # the page, and step 2 to Slack and the webhook
+    incident = only_incident(engine)
+    assert [d.json()["event"] for d in hook.deliveries] == ["escalate"]
+    h.manager.silence(incident.id, "carol", 3600, clock.now())
+    h.run([outage()], minutes=5)
+    h.run([], minutes=1)  # recovers while silenced
+    assert only_incident(engine).status == "resolved"
+    assert [d.json()["event"] for d in hook.deliveries] == ["escalate", "resolve"]
+    (page,) = [m for m in slack.messages.values() if "thread_ts" not in m]
+    assert "Resolved" in slack.replies(page["ts"])[-1]["text"]
+    assert "Resolved" in str(slack.messages[page["ts"]]["blocks"])
+
+
+def test_a_change_of_causes_edits_the_slack_message_without_a_reply(
+        engine: Engine, slack: FakeSlack, hook: FakeWebhook, harness: Any) -> None:
+    clock = FakeClock()
+    h = harness(settings_for(slack, hook), clock)
+    down = ActiveAlert(key="target:api", kind="down", severity="page",
+                       title="Target api is down", summary="3 consecutive failures",
+                       target="api", labels={"alertname": "down", "severity": "page",
+                                             "target": "api"}, since=clock.now())
+    h.run([down], minutes=1)
+    (page,) = [m for m in slack.messages.values() if "thread_ts" not in m]
+    assert "Target api is down" in str(page["blocks"])
+    h.run([down, outage(burn=307.0)], minutes=1)  # the SLO's burn joins the outage
+    shown = slack.messages[page["ts"]]
+    assert "api is down · api-availability burning 307× (page)" in str(shown["blocks"])
+    assert slack.replies(page["ts"]) == []  # edited in place: no thread noise
+    kinds = [e.kind for e in timeline(engine, only_incident(engine).id)]
+    assert "members" in kinds
+
+
+def test_a_page_resolves_once_no_page_tier_fires_and_its_fast_window_is_clean(
+        engine: Engine, slack: FakeSlack, hook: FakeWebhook, harness: Any) -> None:
+    clock = FakeClock()
+    h = harness(settings_for(slack, hook), clock)
+    h.run([outage("page")], minutes=5)
+    # The page tiers cleared; a ticket tier fires and failures go on: still open.
+    h.run([replace(outage("ticket"), fast_clean=False)], minutes=10)
+    incident = only_incident(engine)
+    assert incident.status == "triggered" and incident.next_escalation_at is None
+    # The last 5 minutes are clean: the ticket tier only holds the outage.
+    h.run([replace(outage("ticket"), fast_clean=True)], minutes=0.5)
+    resolved = only_incident(engine)
+    assert resolved.status == "resolved" and resolved.resolved_by == "auto"
+    assert any(e.kind == "resolved" and e.text == PAGE_CLEARED
+               for e in timeline(engine, resolved.id))

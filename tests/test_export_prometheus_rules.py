@@ -106,10 +106,12 @@ def test_thresholds_are_primewatch_alert_tiers_default_scaled_and_custom(
     text = render(settings)
     check_rules(text, tmp_path)
     groups = rules_of(text)
-    # 7 days scale the Workbook's shares to 3.36, 1.4, 0.7 and 0.7/3 (as primewatch does)
+    # 7 days scale the Workbook's shares to 3.36, 1.4, 0.7 and 0.7/3; as primewatch does,
+    # 0.7 is raised to 1 and the 3d tier (at 1 too, only later) is dropped
     weekly = {r["labels"]["severity"]: r["expr"] for r in groups["primewatch-slo-alerts-weekly"]}
     assert "(3.36 * 0.01)" in weekly["page"] and "(1.4 * 0.01)" in weekly["page"]
-    assert "(0.7 * 0.01)" in weekly["ticket"] and "(0.233333333333 * 0.01)" in weekly["ticket"]
+    assert weekly["ticket"].count("(1 * 0.01)") == 2
+    assert "ratio_rate1d{" in weekly["ticket"] and "ratio_rate3d{" not in weekly["ticket"]
     assert weekly["page"].count("sum(increase(") == 2  # min_events (default 10) per tier
     custom = {r["labels"]["severity"]: r["expr"] for r in groups["primewatch-slo-alerts-custom"]}
     assert "slo:sli_error:ratio_rate4h{" in custom["page"]

@@ -53,6 +53,10 @@ def scenario_settings(**overrides: object) -> Settings:
     data: dict[str, object] = {
         "service": {"name": "PrimeTrade"},
         "server": {"public_url": "https://pw.example/"},
+        # Probed once a minute, as the clean history below is: the budget's base is the
+        # schedule's count over the window (slo/allowance.py).
+        "targets": [{"name": "api", "type": "http", "url": "http://127.0.0.1:1/health",
+                     "interval": "1m", "timeout": "500ms"}],
         "slos": [
             {"name": SLO, "target": "api", "sli": "availability", "objective": 99,
              "window": "7d"},
@@ -128,10 +132,19 @@ def stored_incident(engine: Engine, incident_id: int) -> Incident:
 def test_affected_slos_are_the_incidents_then_its_targets_then_none(engine: Engine) -> None:
     settings = scenario_settings()
     incident = stored_incident(engine, run_incident(engine, settings))
-    assert affected_slos(incident, settings.slos) == (SLO,)
-    down = dataclasses.replace(incident, slo=None)
+    assert affected_slos(incident, settings.slos) == (SLO,)  # its one member's
+    # A down target among the members hurts every SLO of that target.
+    down_member = dataclasses.replace(incident.members[0], key="target:api", kind="down",
+                                      slo=None)
+    with_outage = dataclasses.replace(incident, slo=None,
+                                      members=(*incident.members, down_member))
+    assert affected_slos(with_outage, settings.slos) == (SLO, "api-latency")
+    # Incidents from before members were recorded: their SLO, else their target's.
+    legacy = dataclasses.replace(incident, members=())
+    assert affected_slos(legacy, settings.slos) == (SLO,)
+    down = dataclasses.replace(legacy, slo=None)
     assert affected_slos(down, settings.slos) == (SLO, "api-latency")
-    trigger = dataclasses.replace(incident, slo=None, target=None)
+    trigger = dataclasses.replace(legacy, slo=None, target=None)
     assert affected_slos(trigger, settings.slos) == ()
 
 

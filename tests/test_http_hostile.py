@@ -249,7 +249,8 @@ def test_cold_starts_of_the_demo_target_are_detected_and_counted() -> None:
     faults = Faults(cold_start_after_idle=0.4, cold_start_delay=0.6)
     with serve_asgi(create_demo_app(faults)) as url:
         target = {"url": url + "/health",
-                  "cold_start": {"idle_after": "300ms", "factor": 4}}
+                  "cold_start": {"idle_after": "300ms", "factor": 4,
+                                 "min_cold_latency": "300ms"}}
 
         async def go() -> list[ProbeResult]:
             clients = HttpClientPool()

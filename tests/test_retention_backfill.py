@@ -50,7 +50,7 @@ def test_backfill_rederives_rollups_after_a_threshold_change(
     def write_config(threshold: str) -> None:
         config.write_text(f"""
 storage: {{url: "sqlite:///{db}"}}
-targets: [{{name: api, type: http, url: "http://127.0.0.1:1/"}}]
+targets: [{{name: api, type: http, url: "http://127.0.0.1:1/", interval: 100m}}]
 slos:
   - {{name: fast, target: api, sli: latency, threshold: {threshold}, objective: 90,
      window: 7d}}
@@ -62,7 +62,9 @@ slos:
     now = time.time()
     from monitor.config_loader import load_config
     slos = load_config(config, {}).settings.slos
-    ResultWriter(engine, slos)([ProbeResult(target="api", started_at=now - i * 300, ok=True,
+    # A week of probes every 100 minutes, all 150 ms: over a 100 ms threshold, the
+    # week's budget (10% of its ~101 probes) is overspent.
+    ResultWriter(engine, slos)([ProbeResult(target="api", started_at=now - i * 6000, ok=True,
                                             latency=0.15) for i in range(100)])
     capsys.readouterr()
     assert main(["--config", str(config), "slo", "status", "--json"]) == 1  # all slow

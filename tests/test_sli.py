@@ -7,9 +7,10 @@ from typing import Any
 import pytest
 
 from monitor.config_slo import SloConfig
+from probes.base import PROBER_LAG as RECORDED_LAG
 from probes.base import ProbeResult
 from slo.rollup import rollup_deltas
-from slo.sli import event_counts
+from slo.sli import PROBER_LAG, binned_value, event_counts
 
 
 def slo(**fields: Any) -> SloConfig:
@@ -69,3 +70,22 @@ def test_a_regional_slo_only_counts_its_region() -> None:
     deltas = rollup_deltas(events, {"t": definitions})
     assert (deltas[("eu-latency", 0)].good, deltas[("eu-latency", 0)].total) == (1, 2)
     assert deltas[("all", 0)].total == 3
+
+
+def test_a_latency_the_prober_itself_stretched_is_not_measured() -> None:
+    """The demo's busy machine: 785 ms, 724 of them the prober's own event loop running
+    late. Not the target's latency: no latency event and no percentile sample. The
+    availability SLO still sees a successful answer."""
+    late = event(latency=0.785, values={PROBER_LAG: 0.724})
+    latency = slo(sli="latency", threshold=0.2)
+    assert event_counts(latency, late) is None
+    assert binned_value(latency, late) is None
+    assert event_counts(slo(sli="availability"), late) == (1, 1)
+    # A little lag inside a slow answer: the target was slow, and that counts.
+    slow = event(latency=0.785, values={PROBER_LAG: 0.06})
+    assert event_counts(latency, slow) == (0, 1)
+    assert binned_value(latency, slow) == 0.785
+
+
+def test_probes_and_slo_name_the_prober_lag_value_alike() -> None:
+    assert RECORDED_LAG == PROBER_LAG

@@ -101,16 +101,42 @@ def test_timeslices_and_ratio_timeslices_on_stored_minutes(engine: Engine) -> No
 
 
 def test_budget_projection_from_the_last_hours_burn(engine: Engine) -> None:
-    # 99% over 1 day; one hour of 0.5% errors: half the budget left, burning at 0.5,
-    # so the rest lasts 0.5 x 1 day / 0.5 = one more day.
+    # 99% over 1 day, one hour old: 3 bad of 600 events. The budget is 1% of the events
+    # the whole day will hold (600 an hour, extrapolated: 14,400), so 3 of 144 allowed
+    # bad events are spent; burning at 0.5, the rest lasts remaining x 1 day / 0.5.
     definition = slo(window="1d")
     events = [(T0 + i * 6.0, i % 200 != 0) for i in range(600)]
     write(engine, [definition], events)
     [status] = SloEngine(engine).evaluate([definition], T0 + 3599)
     assert status.burn_rates["1h"] == pytest.approx(0.5)
-    assert status.budget_remaining == pytest.approx(0.5)
-    assert status.exhaustion_seconds == pytest.approx(86400)
-    assert status.exhausted_at == pytest.approx(T0 + 3599 + 86400)
+    assert status.budget_remaining == pytest.approx(1 - 3 / 144, rel=1e-3)
+    assert status.budget_estimated  # no schedule given: the observed rate, extrapolated
+    assert status.window_coverage == pytest.approx(1 / 24, rel=0.02)
+    assert status.exhaustion_seconds == pytest.approx(status.budget_remaining * 86400 / 0.5)
+    assert status.exhausted_at == pytest.approx(T0 + 3599 + status.exhaustion_seconds)
+
+
+def test_a_young_slo_spends_its_budget_as_a_mature_one_would(engine: Engine) -> None:
+    """Two hours into a 30-day 99.9% SLO probed every 10 s, a 5-minute outage spends
+    30 of the 259.2 bad probes the month allows: 88% left, not −12,000%."""
+    definition = slo(objective=99.9, window="30d")
+    events = [(T0 + i * 10.0, not 360 <= i < 390) for i in range(720)]
+    write(engine, [definition], events)
+    evaluator = SloEngine(engine, probes_per_second={definition.target: 0.1})
+    [status] = evaluator.evaluate([definition], T0 + 7200)
+    assert status.expected_events == pytest.approx(30 * 86400 / 10)
+    assert not status.budget_estimated
+    assert status.budget_remaining == pytest.approx(1 - 30 / 259.2)
+    assert status.state == "ok"
+    assert status.collecting_since is not None and status.collecting_since <= T0
+    assert status.window_coverage == pytest.approx(7200 / (30 * 86400), rel=0.02)
+    # The same outage in a full window reads the same: the base is the window's schedule.
+    mature = [(T0 - 30 * 86400 + i * 10.0, True) for i in range(0, 30 * 8640, 60)]
+    write(engine, [definition], mature)
+    evaluator.forget()
+    [full] = evaluator.evaluate([definition], T0 + 7200)
+    assert full.window_coverage == pytest.approx(1.0, abs=1e-3)
+    assert full.budget_remaining == pytest.approx(status.budget_remaining)
 
 
 def test_alerts_advance_only_on_the_tick_and_others_see_the_verdict(engine: Engine) -> None:

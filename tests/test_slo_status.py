@@ -74,7 +74,8 @@ def test_service_windows_sum_the_right_minutes(engine: Engine) -> None:
     assert windows["2h"] == (110, 120)
     assert windows["6h"] == (170, 180)
     assert status.burn_rates["5m"] == pytest.approx(1.0 / 0.01)
-    assert status.budget_remaining == pytest.approx(1 - 10 / (180 * 0.01))
+    # The day's budget: 1% of the 86,400 probes the 1 s schedule runs in the window.
+    assert status.budget_remaining == pytest.approx(1 - 10 / (86400 * 0.01))
 
 
 def test_p95_from_stored_histograms_is_within_2_percent_of_exact(engine: Engine) -> None:

@@ -24,8 +24,9 @@ occurrences | timeslices | ratio_timeslices is Occurrences | Timeslices | RatioT
 a calendar month is `1M` and a week `1w` (from Monday midnight) in `calendar.timeZone`.
 Each burn-rate tier is an AlertPolicy of its own, because v1 allows one condition per
 policy: lookbackWindow = long window, alertAfter = short window, op gte; default tiers are
-written for the window's period (a calendar month as 30 days). What OpenSLO has no field
-for travels as `primewatch/*` annotations: on the SLO `name` (when not DNS-safe),
+the ones primewatch alerts on for the window's period (`burn_rules_for_period`: none
+below a burn of 1, three for 7 days; a calendar month as 30 days). What OpenSLO has no
+field for travels as `primewatch/*` annotations: on the SLO `name` (when not DNS-safe),
 `timezone` (rolling windows), `burn-rates` (default | none), `alerts: disabled`,
 `min-events`, `no-data`, `public`;
 on an AlertCondition `budget-share` and exact `long-window`/`short-window`.
@@ -52,7 +53,7 @@ from monitor.errors import PrimewatchError
 from monitor.units import format_duration, parse_duration
 from probes.prometheus import PrometheusTarget
 from probes.promql import PromqlTarget
-from slo.budget import DEFAULT_BURN_RULES, scale_burn_factor
+from slo.budget import burn_rules_for_period, scaled_burn_threshold
 
 API_VERSION = "openslo/v1"
 SOURCE_TYPE = "primewatch"
@@ -240,16 +241,17 @@ def _alert_policies(slo: SloConfig, slo_name: str, names: _Namer,
     """One AlertPolicy per burn-rate tier (OpenSLO v1 allows a single condition each)."""
     period = NOMINAL_PERIOD[slo.window] if isinstance(slo.window, str) else slo.window
     if slo.alerts.burn_rates == "default":
-        tiers = [_Tier(r.severity, r.long_window_s, r.short_window_s,
-                       round(scale_burn_factor(r.budget_share, period, r.long_window_s), 6),
-                       None) for r in DEFAULT_BURN_RULES]
+        # the tiers primewatch alerts on: scaled, none below 1, some dropped for short
+        # periods (7 days keep three)
+        tiers = [_Tier(t.severity, t.long_window_s, t.short_window_s, round(t.threshold, 6),
+                       None) for t in burn_rules_for_period(period)]
     else:
         # a rule's own threshold travels exactly; one scaled from a budget share is shown
         # rounded, and the share itself travels as an annotation
         tiers = [_Tier(r.severity, r.long_window, r.short_window,
                        r.threshold if r.threshold is not None
-                       else round(scale_burn_factor(r.budget_share or 0.0, period,
-                                                    r.long_window), 6),
+                       else round(scaled_burn_threshold(r.budget_share or 0.0, period,
+                                                        r.long_window), 6),
                        r.budget_share) for r in slo.alerts.burn_rates]
     policies = []
     for tier in tiers:
@@ -732,8 +734,9 @@ def _burn_rule(body: Mapping[str, Any], fail: Report) -> Doc | None:
         problems.append(f"op {condition.get('op')!r}: primewatch alerts when the burn rate is at "
                         "or above the threshold (gte)")
     threshold = condition.get("threshold")
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or threshold <= 0:
-        problems.append(f"threshold {threshold!r} must be a burn rate above 0")
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or threshold < 1:
+        problems.append(f"threshold {threshold!r} must be a burn rate of at least 1 (a burn "
+                        "below 1 finishes the window under budget)")
     long_window = annotations.get("primewatch/long-window") or _rolling(
         condition.get("lookbackWindow"))
     short_window = annotations.get("primewatch/short-window") or _rolling(

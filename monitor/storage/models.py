@@ -156,9 +156,56 @@ class IncidentRow(Base):
     ack_deadline: Mapped[float | None] = mapped_column(Float(precision=53))
     postmortem: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[float] = mapped_column(Float(precision=53))
+    # When the incident first paged and when the impact of what paged began: time to
+    # detect is measured between them, not from an older ticket grouped with the page.
+    paged_at: Mapped[float | None] = mapped_column(Float(precision=53))
+    page_impact_started_at: Mapped[float | None] = mapped_column(Float(precision=53))
+    # Resolved by a person while its rule still fired: no new incident for `key` until
+    # the rule has been seen clear once.
+    latched: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
 
     __table_args__ = (Index("ix_incidents_status", "status"),
                       Index("ix_incidents_opened_at", "opened_at"))
+
+
+class IncidentMemberRow(Base):
+    """One alert grouped into an incident (a target down, an SLO's burn, ...), with its
+    own figures as last seen. `cleared_at` is NULL while it fires; a member that stopped
+    stays listed, so the incident keeps every SLO it affected."""
+
+    __tablename__ = "incident_members"
+
+    incident_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"),
+                                             primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(300))
+    summary: Mapped[str] = mapped_column(String(2000))
+    slo: Mapped[str | None] = mapped_column(String(100))
+    target: Mapped[str | None] = mapped_column(String(100))
+    burn_rate: Mapped[float | None] = mapped_column(Float(precision=53))
+    burn_window: Mapped[str | None] = mapped_column(String(16))
+    budget_remaining: Mapped[float | None] = mapped_column(Float(precision=53))
+    impact_started_at: Mapped[float | None] = mapped_column(Float(precision=53))
+    first_seen_at: Mapped[float] = mapped_column(Float(precision=53))
+    paged_at: Mapped[float | None] = mapped_column(Float(precision=53))
+    cleared_at: Mapped[float | None] = mapped_column(Float(precision=53))
+
+    __table_args__ = (Index("ix_incident_members_slo", "slo"),
+                      Index("ix_incident_members_target", "target"))
+
+
+class HandledSloRow(Base):
+    """Until when an SLO's bad events have been dealt with by a resolved incident (and
+    its post-mortem): burn-rate tiers that fire only on events before that time open
+    no new incident and keep none open."""
+
+    __tablename__ = "handled_slos"
+
+    slo: Mapped[str] = mapped_column(String(100), primary_key=True)
+    handled_until: Mapped[float] = mapped_column(Float(precision=53))
+    incident_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
 
 
 class IncidentEventRow(Base):

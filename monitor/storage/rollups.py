@@ -175,3 +175,31 @@ def delete_span(connection: Connection, slos: Iterable[str], start: int, end: in
                                                table.c.bucket_start >= start,
                                                table.c.bucket_start < end))
 
+
+
+def first_buckets(engine: Engine, slos: Sequence[str]) -> dict[str, int]:
+    """When each SLO's stored data begins (epoch seconds), for "collecting since".
+
+    The minute tier gives the exact start; a day row older than the first retained
+    minute means the data reaches back further than minute retention, and that day is
+    the best answer left. SLOs without any row are absent.
+    """
+    if not slos:
+        return {}
+    names = list(slos)
+    query = (select(SloRollup.slo, SloRollup.resolution, func.min(SloRollup.bucket_start))
+             .where(SloRollup.slo.in_(names), SloRollup.resolution.in_((MINUTE, DAY)))
+             .group_by(SloRollup.slo, SloRollup.resolution))
+    minutes: dict[str, int] = {}
+    days: dict[str, int] = {}
+    with engine.connect() as connection:
+        for slo, resolution, first in connection.execute(query):
+            (minutes if resolution == MINUTE else days)[slo] = int(first)
+    found: dict[str, int] = {}
+    for slo in names:
+        minute, day = minutes.get(slo), days.get(slo)
+        if minute is not None and (day is None or day >= minute - minute % DAY):
+            found[slo] = minute
+        elif day is not None:
+            found[slo] = day
+    return found

@@ -1,0 +1,78 @@
+"""How many bad events an SLO may have in its whole window: the one budget definition.
+
+The Workbook's `remaining = 1 − bad / (total × (1 − objective))` divides by the events
+seen *so far*. On a young SLO that is a handful: two minutes of outage in the first two
+hours of a 30-day SLO read as "budget left −12,720 %" although the month will end well
+inside budget. Allowed bad events are instead `(1 − objective) × the events expected in
+the whole window`:
+
+- probe SLIs (one event per scheduled probe): the schedule's count over the window, or
+  the observed rate extrapolated when that is higher (several regions probe);
+- timeslice budgeting: the number of slices in the window;
+- counter SLIs (ratio streams): the observed event rate extrapolated over the window,
+  marked as an estimate.
+
+So a young SLO starts at 100 % and falls as a mature one would, and a full window gives
+the Workbook's figure (expected ≈ total). Every surface (pages, API, /metrics,
+post-mortems, reports, status page) takes the budget from here. Pure functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["Allowance", "EventSource", "allowance", "budget_left"]
+
+EventSource = Literal["schedule", "slices", "rate"]
+MIN_ELAPSED = 60.0
+"""Extrapolate from at least a minute, so the first probe does not stand for a month."""
+
+
+@dataclass(frozen=True, slots=True)
+class Allowance:
+    """The events a window is expected to hold and how much of it has data yet."""
+
+    expected_events: float
+    estimated: bool
+    """True when `expected_events` extrapolates an observed rate (counter SLIs)."""
+    collecting_since: float | None
+    """When this SLO's data begins inside the window (None: no data at all)."""
+    coverage: float
+    """Share of the window, 0..1, that has passed since data began; 1 once it is full."""
+
+
+def allowance(*, source: EventSource, period: float, window_start: float, now: float,
+              first_data_at: float | None, total: float,
+              events_per_second: float | None = None,
+              slice_seconds: float | None = None) -> Allowance:
+    """The events expected over the whole window of `period` seconds starting at
+    `window_start` (a calendar window's period covers the whole month or quarter)."""
+    since = None if first_data_at is None else max(first_data_at, window_start)
+    if first_data_at is not None and first_data_at <= window_start:
+        elapsed, coverage = period, 1.0  # data reaches back past the window: it is full
+    elif since is not None:
+        elapsed = min(period, max(MIN_ELAPSED, now - since))
+        coverage = min(1.0, max(0.0, (now - since) / period))
+    else:
+        elapsed, coverage = MIN_ELAPSED, 0.0
+    observed = total * period / elapsed if total > 0 else 0.0
+    if source == "slices":
+        expected = period / (slice_seconds or 60.0)
+        return Allowance(max(expected, total), False, since, coverage)
+    if source == "schedule" and events_per_second:
+        expected = period * events_per_second
+        return Allowance(max(expected, observed, total), False, since, coverage)
+    return Allowance(max(observed, total), True, since, coverage)
+
+
+def budget_left(good: float, total: float, objective: float, expected: float
+                ) -> float | None:
+    """1 − bad / ((1 − objective) × expected): 1.0 untouched, 0 spent, negative once
+    overspent (shown as "exhausted"); None without events."""
+    if total <= 0:
+        return None
+    if not 0.0 < objective < 1.0:
+        raise ValueError(f"objective must be a ratio in (0, 1), got {objective!r}")
+    allowed = (1.0 - objective) * max(expected, total)
+    return 1.0 - (total - good) / allowed

@@ -30,7 +30,9 @@ from slo.status import SloStatus, percentiles
 from slo.windows import period_bounds
 
 router = APIRouter()
-WINDOW_NAMES = {"month": "calendar month", "week": "calendar week"}
+WINDOW_NAMES = {"quarter": "calendar quarter", "month": "calendar month",
+                "week": "calendar week"}
+_LONGEST_RANGE = max(RANGES, key=RANGES.__getitem__)
 BURN_CLIP = 1.5
 """Burn rates above this many times the highest threshold are drawn at the chart's top:
 a 500× spike would otherwise squash every threshold line into the x axis."""
@@ -38,11 +40,14 @@ a 500× spike would otherwise squash every threshold line into the x axis."""
 
 def default_range(slo: SloConfig) -> str:
     """The range matching the SLO's window: the month for a calendar month, else the
-    shortest range covering the window (30d at most)."""
+    shortest range covering the window. A quarter (like a rolling 90d) is longer than
+    every range, so it gets the longest one, 30d: the last month of it in detail."""
     if slo.window == "month":
         return "month"
+    if slo.window == "quarter":
+        return _LONGEST_RANGE
     seconds = 7 * 86400 if slo.window == "week" else float(slo.window)
-    return next((key for key, length in RANGES.items() if length >= seconds), "30d")
+    return next((key for key, length in RANGES.items() if length >= seconds), _LONGEST_RANGE)
 
 
 def window_text(slo: SloConfig) -> str:

@@ -16,16 +16,30 @@ from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from monitor.units import Duration, Percent, parse_duration, parse_size
 from probes.base import StrictModel
+from slo.windows import CalendarUnit
 
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
-CALENDAR_WINDOWS = {"month": "month", "calendar_month": "month", "week": "week",
-                    "calendar_week": "week"}
+CALENDAR_WINDOWS: dict[str, CalendarUnit] = {
+    "quarter": "quarter", "calendar_quarter": "quarter", "month": "month",
+    "calendar_month": "month", "week": "week", "calendar_week": "week"}
+"""`window:` spellings of a calendar period; the value is the unit `slo.windows` reads."""
 
 
 def _window(value: Any) -> float | str:
+    """A calendar unit's name, or a rolling length in seconds.
+
+    Text that is neither names the calendar units too: `quarterly` is more likely a
+    misspelt calendar window than a malformed duration.
+    """
     if isinstance(value, str) and value.strip().lower() in CALENDAR_WINDOWS:
         return CALENDAR_WINDOWS[value.strip().lower()]
-    return parse_duration(value)
+    try:
+        return parse_duration(value)
+    except ValueError:
+        if not isinstance(value, str):
+            raise
+        raise ValueError(f"invalid SLO window {value!r}: expected month, quarter, week or a "
+                         "duration (30d)") from None
 
 
 def _number_duration_or_size(value: Any) -> Any:
@@ -41,7 +55,7 @@ def _number_duration_or_size(value: Any) -> Any:
                      "a size (10GB) or a number")
 
 
-Window = Annotated[float | Literal["month", "week"], BeforeValidator(_window)]
+Window = Annotated[float | CalendarUnit, BeforeValidator(_window)]
 Threshold = Annotated[float, BeforeValidator(_number_duration_or_size)]
 
 
@@ -59,7 +73,8 @@ class BurnRateRule(StrictModel):
 
     A `threshold` below 1 is refused here: a burn under 1 finishes the SLO period under
     budget, so such a tier alerts on an SLO that will be met. A `budget_share` cannot be
-    judged here (it depends on the SLO's period, which a calendar month changes), so
+    judged here (it depends on the SLO's period, which a calendar month or quarter
+    changes), so
     `alert_tiers` raises one that scales below 1 to 1 instead.
     """
 

@@ -1,4 +1,5 @@
-"""SLO windows: rolling (the last N seconds) and calendar (this month or week, in a zone).
+"""SLO windows: rolling (the last N seconds) and calendar (this quarter, month or week, in
+a zone).
 
 Pure date arithmetic over epoch seconds. Every bound is a whole minute because the
 finest stored rollup is a minute; calendar bounds are local midnights converted to UTC
@@ -21,8 +22,10 @@ from datetime import date, datetime, time, timedelta
 from typing import Literal
 
 __all__ = [
+    "CALENDAR_UNITS",
     "MINUTE",
     "RESOLUTIONS",
+    "CalendarUnit",
     "WindowSpec",
     "period_bounds",
     "period_seconds",
@@ -34,12 +37,19 @@ MINUTE = 60
 RESOLUTIONS: tuple[int, ...] = (86400, 3600, 60)
 """Stored rollup resolutions (day, hour, minute), coarsest first."""
 
-_CALENDAR_UNITS: dict[str, Literal["month", "week"]] = {
+CalendarUnit = Literal["quarter", "month", "week"]
+CALENDAR_UNITS: tuple[CalendarUnit, ...] = ("quarter", "month", "week")
+"""Every calendar unit, longest first."""
+
+_CALENDAR_UNITS: dict[str, CalendarUnit] = {
+    "quarter": "quarter",
+    "calendar_quarter": "quarter",
     "month": "month",
     "calendar_month": "month",
     "week": "week",
     "calendar_week": "week",
 }
+_QUARTER_MONTHS = 3
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 
@@ -62,7 +72,8 @@ def _rolling_seconds(window: str | float) -> int:
         match = _DURATION.match(window.lower())
         if match is None:
             raise ValueError(
-                f"invalid SLO window {window!r}: expected month, week or a duration (30d)"
+                f"invalid SLO window {window!r}: expected month, quarter, week or a "
+                "duration (30d)"
             )
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2) or "s"]
     else:
@@ -77,11 +88,12 @@ def _rolling_seconds(window: str | float) -> int:
 
 @dataclass(frozen=True, slots=True)
 class WindowSpec:
-    """How far back an SLO looks: a rolling length, or the current calendar month/week."""
+    """How far back an SLO looks: a rolling length, or the current calendar
+    quarter, month or week."""
 
     kind: Literal["rolling", "calendar"]
     seconds: int = 0
-    unit: Literal["month", "week"] | None = None
+    unit: CalendarUnit | None = None
     timezone: str = "UTC"
     week_start: int = 0
 
@@ -94,8 +106,9 @@ class WindowSpec:
                     f"got seconds={self.seconds!r}, unit={self.unit!r}"
                 )
         elif self.kind == "calendar":
-            if self.unit not in ("month", "week"):
-                raise ValueError(f"a calendar window needs unit month or week, got {self.unit!r}")
+            if self.unit not in CALENDAR_UNITS:
+                raise ValueError("a calendar window needs unit quarter, month or week, "
+                                 f"got {self.unit!r}")
         else:
             raise ValueError(f"window kind must be rolling or calendar, got {self.kind!r}")
         if self.week_start not in range(7):
@@ -106,7 +119,8 @@ class WindowSpec:
     @classmethod
     def parse(cls, window: str | float, timezone: str = "UTC", *,
               week_start: int = 0) -> WindowSpec:
-        """Read a config value: ``month``/``week`` (calendar) or a duration (rolling)."""
+        """Read a config value: ``quarter``/``month``/``week`` (calendar, also spelled
+        ``calendar_quarter`` ...) or a duration (rolling)."""
         if isinstance(window, str) and window.strip().lower() in _CALENDAR_UNITS:
             unit = _CALENDAR_UNITS[window.strip().lower()]
             return cls("calendar", unit=unit, timezone=timezone, week_start=week_start)
@@ -123,8 +137,28 @@ def _local_midnight(day: date, zone: zoneinfo.ZoneInfo) -> float:
     return datetime.combine(day, time(0), tzinfo=zone).timestamp()
 
 
+def _months_later(first: date, months: int) -> date:
+    """The 1st of the month ``months`` after ``first`` (itself a 1st), across year ends."""
+    index = first.month - 1 + months
+    return first.replace(year=first.year + index // 12, month=index % 12 + 1)
+
+
+def _calendar_days(spec: WindowSpec, today: date) -> tuple[date, date]:
+    """First day of the quarter, month or week holding ``today``, and of the next one.
+
+    Quarters are fixed to the calendar year (Jan, Apr, Jul, Oct), not to a fiscal year.
+    """
+    if spec.unit == "week":
+        first = today - timedelta(days=(today.weekday() - spec.week_start) % 7)
+        return first, first + timedelta(days=7)
+    months = _QUARTER_MONTHS if spec.unit == "quarter" else 1
+    first = today.replace(month=today.month - (today.month - 1) % months, day=1)
+    return first, _months_later(first, months)
+
+
 def period_bounds(spec: WindowSpec, now: float) -> tuple[float, float]:
-    """Return the whole period holding ``now``: ``[start, end)`` of the month or week.
+    """Return the whole period holding ``now``: ``[start, end)`` of the quarter, month or
+    week, from local midnight to local midnight in the spec's zone.
 
     A rolling window's period is the ``seconds`` before the end of the current minute.
     """
@@ -132,14 +166,7 @@ def period_bounds(spec: WindowSpec, now: float) -> tuple[float, float]:
         end = _minute_end(now)
         return float(end - spec.seconds), float(end)
     zone = _zone(spec.timezone)
-    today = datetime.fromtimestamp(now, zone).date()
-    if spec.unit == "month":
-        first = today.replace(day=1)
-        following = (first.replace(year=first.year + 1, month=1) if first.month == 12
-                     else first.replace(month=first.month + 1))
-    else:
-        first = today - timedelta(days=(today.weekday() - spec.week_start) % 7)
-        following = first + timedelta(days=7)
+    first, following = _calendar_days(spec, datetime.fromtimestamp(now, zone).date())
     return _local_midnight(first, zone), _local_midnight(following, zone)
 
 
@@ -162,8 +189,9 @@ def window_bounds(spec: WindowSpec, now: float) -> tuple[int, int]:
 def period_seconds(spec: WindowSpec, now: float) -> int:
     """Return the SLO period length: what budgets and burn thresholds are scaled to.
 
-    Rolling: the window length. Calendar: the whole current month or week in its zone,
-    e.g. 31 days minus an hour for March in New York.
+    Rolling: the window length. Calendar: the whole current quarter, month or week in its
+    zone, e.g. 31 days minus an hour for March in New York, 90 days minus an hour for the
+    first quarter of 2026 in Berlin.
     """
     if spec.kind == "rolling":
         return spec.seconds

@@ -68,32 +68,50 @@ def test_thirty_days_are_exactly_the_workbook_tiers() -> None:
 @example(minutes=60)
 @example(minutes=7 * 1440)
 @example(minutes=28 * 1440)
-@example(minutes=89 * 1440)  # the shortest calendar quarter (no `window: quarter` yet) ...
+@example(minutes=90 * 1440 - 60)  # as long as the shortest calendar quarter ...
 @example(minutes=92 * 1440 + 60)  # ... and the longest, with a DST hour
 def test_any_rolling_window_never_alerts_below_one(minutes: int) -> None:
     config = slo(minutes * MINUTE)
     check_tiers(tiers_now(config, 0.0), minutes * MINUTE)
 
 
-@given(unit=st.sampled_from(["week", "month"]), zone=st.sampled_from(ZONES),
+@given(unit=st.sampled_from(["week", "month", "quarter"]), zone=st.sampled_from(ZONES),
        now=st.integers(min_value=0, max_value=4_102_444_800))  # 1970 .. 2100
 @example(unit="month", zone="UTC", now=1_770_000_000)  # February 2026: 28 days
 @example(unit="week", zone="Europe/Berlin", now=1_774_500_000)  # 167 h (DST starts)
 @example(unit="week", zone="Pacific/Apia", now=1_325_000_000)  # Dec 2011: a 6-day week
+@example(unit="quarter", zone="Europe/Berlin", now=1_774_500_000)  # Q1 2026: 90 d - 1 h
+@example(unit="quarter", zone="Pacific/Apia", now=1_325_000_000)  # Q4 2011: a day skipped
+@example(unit="quarter", zone="Antarctica/Troll", now=1_774_500_000)  # 90 d - 2 h
 def test_calendar_windows_never_alert_below_one(unit: str, zone: str, now: int) -> None:
     config = slo(unit, timezone=zone)
     period = period_seconds(window_spec(config), now)
     tiers = tiers_now(config, now)
     check_tiers(tiers, period)
-    if unit == "month":  # 28 to 31 days (+-1h): the Workbook's four tiers, raised to 1
+    if unit == "quarter":  # about 90 to 92 days: the Workbook's four tiers, none raised
+        assert [t.long_window_s for t in tiers] == [t.long_window_s for t in WORKBOOK_30D]
+        assert [t.threshold for t in tiers] == pytest.approx(
+            [share * period / t.long_window_s for share, t in zip(
+                (0.02, 0.05, 0.10, 0.10), tiers, strict=True)])
+        assert min(t.threshold for t in tiers) > 2.9  # the 3d ticket, 3 for 90 days
+    elif unit == "month":  # 28 to 31 days (+-1h): the Workbook's four tiers, raised to 1
         assert [t.long_window_s for t in tiers] == [t.long_window_s for t in WORKBOOK_30D]
     else:  # about 7 days: the 3d ticket is dropped, the 1d ticket raised to 1
         assert [t.long_window_s for t in tiers] == [HOUR, 6 * HOUR, DAY]
 
 
+def test_a_berlin_quarter_holding_spring_forward_scales_to_90_days_minus_an_hour() -> None:
+    config = slo("quarter", timezone="Europe/Berlin")
+    now = 1_774_778_400  # 2026-03-29T12:00:00+02:00
+    assert period_seconds(window_spec(config), now) == 90 * DAY - HOUR
+    assert [round(t.threshold, 4) for t in tiers_now(config, now)] == [
+        43.18, 17.9917, 8.9958, 2.9986]
+
+
 @given(share=st.floats(min_value=1, max_value=99.9),
        long_hours=st.integers(min_value=1, max_value=24 * 7),
-       window=st.sampled_from(["1h", "1d", "7d", "28d", "30d", "90d", "week", "month"]),
+       window=st.sampled_from(["1h", "1d", "7d", "28d", "30d", "90d", "week", "month",
+                               "quarter"]),
        now=st.integers(min_value=0, max_value=4_102_444_800))
 def test_own_budget_share_tiers_are_raised_to_one(share: float, long_hours: int, window: str,
                                                   now: int) -> None:
@@ -132,7 +150,7 @@ def test_there_is_an_example_per_window() -> None:
     for path in EXAMPLE_FILES:
         for item in yaml.safe_load(path.read_text(encoding="utf-8"))["tests"]:
             windows.add(str(item["slo"]["window"]))
-    assert {"7d", "28d", "30d", "90d", "week", "month"} <= windows
+    assert {"7d", "28d", "30d", "90d", "week", "month", "quarter"} <= windows
 
 
 @pytest.mark.parametrize("path", EXAMPLE_FILES, ids=[p.name for p in EXAMPLE_FILES])

@@ -150,6 +150,15 @@ BAD_CONFIGS = [
             objective: 99
             window: 5m
         """), 4, "slos[0]", "`window` must be whole minutes and at least 1h"),
+    ("slo-window-unknown-name", with_target("""\
+        slos:
+          - name: avail
+            target: api
+            sli: availability
+            objective: 99
+            window: quarterly
+        """), 8, "slos[0].window",
+     "invalid SLO window 'quarterly': expected month, quarter, week or a duration (30d)"),
     ("slo-naming-missing-target", with_target("""\
         slos:
           - name: avail
@@ -375,6 +384,20 @@ def test_units_are_parsed_into_seconds_and_ratios() -> None:
         """))
     slo = loaded.settings.slos[0]
     assert (slo.threshold, slo.objective, slo.window) == (0.2, 0.995, 7 * 86400.0)
+
+
+@pytest.mark.parametrize(("window", "expected"), [
+    ("quarter", "quarter"), ("calendar_quarter", "quarter"), ("Quarter", "quarter"),
+    ("calendar_month", "month"), ("week", "week"), ("90d", 90 * 86400.0)])
+def test_slo_windows_calendar_names_and_durations(window: str, expected: str | float) -> None:
+    loaded = load(with_target(f"""\
+        slos:
+          - {{name: q, target: api, sli: availability, objective: 99.9, window: {window},
+             timezone: Europe/Berlin}}
+        """))
+    slo = loaded.settings.slos[0]
+    assert slo.window == expected
+    assert slo.calendar is isinstance(expected, str)
 
 
 def test_load_config_reads_a_file_and_names_it_in_errors(tmp_path: Path) -> None:

@@ -214,3 +214,26 @@ def test_cli_writes_the_same_text(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert code == 0
     assert out.read_text(encoding="utf-8") == render(example_settings())
     assert "wrote prometheus-rules" in capsys.readouterr().err
+
+
+def test_a_calendar_quarter_uses_91_days_and_says_so(tmp_path: Path) -> None:
+    settings = make_settings(slos=[
+        {"name": "quarterly", "target": "api", "sli": "availability", "objective": 99.9,
+         "window": "calendar_quarter", "timezone": "Europe/Berlin"}])
+    text = render(settings)
+    check_rules(text, tmp_path)
+    groups = rules_of(text)
+    records = {r["record"]: r for r in groups["primewatch-slo-meta-recordings-quarterly"]}
+    assert records["slo:time_period:days"]["expr"] == "vector(91)"
+    assert "slo:sli_error:ratio_rate91d{" in records["slo:period_burn_rate:ratio"]["expr"]
+    assert "slo:sli_error:ratio_rate91d" in {
+        r["record"] for r in groups["primewatch-slo-sli-recordings-quarterly"]}
+    assert ("# A calendar quarter cannot be a range selector: the period ratio is the last "
+            "91d's\n# and thresholds are scaled to 91d (primewatch scales them to the current "
+            "quarter's length).") in text
+    # the Workbook's shares scaled to 91 days: 43.68, 18.2, 9.1 and 3.0333
+    alerts = {r["labels"]["severity"]: r["expr"] for r in groups["primewatch-slo-alerts-quarterly"]}
+    assert alerts["page"].count("(43.68 * 0.001)") == 2
+    assert alerts["page"].count("(18.2 * 0.001)") == 2
+    assert alerts["ticket"].count("(9.1 * 0.001)") == 2
+    assert alerts["ticket"].count("(3.03333333333 * 0.001)") == 2

@@ -346,11 +346,11 @@ metadata: {name: board}
 ---
 apiVersion: openslo/v1
 kind: SLO
-metadata: {name: quarterly}
+metadata: {name: yearly}
 spec:
   service: shop
   indicatorRef: nowhere
-  timeWindow: [{duration: 1Q, calendar: {startTime: 2024-01-01 00:00:00, timeZone: UTC}}]
+  timeWindow: [{duration: 1Y, calendar: {startTime: 2024-01-01 00:00:00, timeZone: UTC}}]
   objectives: [{target: 0.99}]
 ---
 apiVersion: openslo/v1
@@ -431,9 +431,11 @@ def test_every_problem_is_reported_with_its_document() -> None:
         ("bad.yaml:1: document 1 (SLO 'old')",
          "apiVersion 'openslo/v1alpha' is not supported"),
         ("bad.yaml:6: document 2 (Dashboard 'board')", "unknown kind 'Dashboard'"),
-        ("document 3 (SLO 'quarterly')", "indicatorRef 'nowhere' names no SLI document"),
-        ("document 3 (SLO 'quarterly')", "calendar window 1Q is not supported"),
-        ("document 3 (SLO 'quarterly')", "spec.budgetingMethod is missing"),
+        ("document 3 (SLO 'yearly')", "indicatorRef 'nowhere' names no SLI document"),
+        ("document 3 (SLO 'yearly')", "calendar window 1Y is not supported: primewatch's "
+                                      "calendar windows are a quarter (1Q), a month (1M) or "
+                                      "a week (1w)"),
+        ("document 3 (SLO 'yearly')", "spec.budgetingMethod is missing"),
         ("document 4 (SLO 'prom')",
          "metricSource prometheus cannot be probed by primewatch: set its primewatch target "
          "via metadata.annotations['primewatch/target']"),
@@ -448,6 +450,88 @@ def test_every_problem_is_reported_with_its_document() -> None:
     assert len(problems) == len(expected), "\n".join(problems)
     for problem, (where, what) in zip(problems, expected, strict=True):
         assert where in problem and what in problem, problem
+
+
+# --- calendar quarters -----------------------------------------------------------------
+
+QUARTERLY: dict[str, Any] = {
+    "name": "api-quarterly", "target": "api", "sli": "availability", "objective": 99.9,
+    "window": "quarter", "timezone": "Europe/Berlin"}
+
+
+def quarter_source(duration: str, start: str, zone: str = "America/New_York",
+                   rolling: str = "") -> str:
+    """One SLO over a primewatch source with the given calendar timeWindow."""
+    source = "{type: primewatch, spec: {target: api, sli: availability, events: %s}}"
+    return f"""\
+apiVersion: openslo/v1
+kind: SLO
+metadata: {{name: api-quarterly}}
+spec:
+  service: shop
+  indicator:
+    metadata: {{name: api-quarterly}}
+    spec:
+      ratioMetric:
+        good: {{metricSource: {source % "good"}}}
+        total: {{metricSource: {source % "total"}}}
+  timeWindow:
+    - {{duration: {duration}, {rolling}calendar: {{startTime: {start}, timeZone: {zone}}}}}
+  budgetingMethod: Occurrences
+  objectives: [{{target: 0.999}}]
+"""
+
+
+def test_a_calendar_quarter_exports_as_1q_with_tiers_for_91_days() -> None:
+    settings = Settings.model_validate({"targets": target_configs(["api"]),
+                                        "slos": [QUARTERLY]})
+    docs = documents(render(settings))
+    (slo,) = (doc for doc in docs if doc["kind"] == "SLO")
+    assert slo["spec"]["timeWindow"] == [{"duration": "1Q", "isRolling": False, "calendar": {
+        "startTime": "2024-01-01 00:00:00", "timeZone": "Europe/Berlin"}}]
+    assert "primewatch/timezone" not in slo["metadata"].get("annotations", {})
+    thresholds = {doc["metadata"]["name"]: doc["spec"]["conditions"][0]["spec"]["condition"]
+                  ["threshold"] for doc in docs if doc["kind"] == "AlertPolicy"}
+    assert thresholds == {"api-quarterly-page-1h": 43.68, "api-quarterly-page-6h": 18.2,
+                          "api-quarterly-ticket-1d": 9.1, "api-quarterly-ticket-3d": 3.033333}
+
+
+def test_a_calendar_quarter_survives_export_and_import() -> None:
+    settings = Settings.model_validate({"targets": target_configs(["api"]),
+                                        "slos": [QUARTERLY]})
+    imported = import_openslo(render(settings), "export.yaml")
+    assert yaml.safe_load(imported)["slos"][0]["window"] == "quarter"
+    again = load_with_targets(imported, ["api"])
+    assert dumps(again) == dumps(settings.slos)
+
+
+@pytest.mark.parametrize(("duration", "start"), [
+    ("1Q", "2024-01-01 00:00:00"), ("1Q", "2023-10-01 00:00:00"), ("1Q", "2024-07-01"),
+    ("3M", "2024-04-01 00:00:00")])
+def test_import_reads_a_calendar_1q_as_a_quarter(duration: str, start: str) -> None:
+    (slo,) = load_with_targets(import_openslo(quarter_source(duration, start), "q.yaml"),
+                               ["api"])
+    assert (slo.window, slo.timezone, slo.calendar) == ("quarter", "America/New_York", True)
+
+
+@pytest.mark.parametrize("start", ["2024-02-01 00:00:00", "2024-04-02 00:00:00",
+                                   "2024-04-01 06:00:00"])
+def test_a_quarter_starting_off_a_quarter_start_is_refused(start: str) -> None:
+    with pytest.raises(OpenSloImportError) as caught:
+        import_openslo(quarter_source("1Q", start), "q.yaml")
+    assert caught.value.problems == [
+        f"q.yaml:1: document 1 (SLO 'api-quarterly'): calendar startTime {start} does not "
+        "start a quarter: primewatch's quarters start at local midnight on the 1st of "
+        "January, April, July or October"]
+
+
+def test_a_rolling_quarter_is_refused() -> None:
+    with pytest.raises(OpenSloImportError) as caught:
+        import_openslo(quarter_source("1Q", "2024-01-01 00:00:00", rolling="isRolling: true, "),
+                       "q.yaml")
+    assert len(caught.value.problems) == 1
+    assert "a timeWindow with `calendar` cannot have isRolling: true" in \
+        caught.value.problems[0]
 
 
 @pytest.mark.parametrize(("source", "message"), [

@@ -4,6 +4,7 @@ day/hour/minute split of a window."""
 from __future__ import annotations
 
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -31,7 +32,8 @@ def at(iso: str) -> float:
 @pytest.mark.parametrize(
     ("window", "unit"),
     [("month", "month"), ("calendar_month", "month"), ("week", "week"),
-     ("calendar_week", "week"), (" Month ", "month")],
+     ("calendar_week", "week"), (" Month ", "month"), ("quarter", "quarter"),
+     ("calendar_quarter", "quarter"), (" QUARTER ", "quarter")],
 )
 def test_parse_calendar(window: str, unit: str) -> None:
     spec = WindowSpec.parse(window, "Europe/Berlin")
@@ -48,10 +50,16 @@ def test_parse_rolling(window: str | float, seconds: int) -> None:
 
 
 @pytest.mark.parametrize("window", [0, -60, 90, 3601.5, float("nan"), float("inf"), True,
-                                    "fortnight", "30 days", ""])
+                                    "fortnight", "30 days", "", "quarterly", "1q"])
 def test_parse_rejects_bad_windows(window: str | float) -> None:
     with pytest.raises(ValueError, match="window"):
         WindowSpec.parse(window)
+
+
+def test_an_unknown_window_name_lists_every_calendar_unit() -> None:
+    with pytest.raises(ValueError, match=r"^invalid SLO window 'quarterly': expected month, "
+                                         r"quarter, week or a duration \(30d\)$"):
+        WindowSpec.parse("quarterly")
 
 
 @pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "", "../etc/passwd", "UTC+2"])
@@ -61,8 +69,12 @@ def test_unknown_timezone_is_a_clear_value_error(zone: str) -> None:
 
 
 def test_invalid_specs_are_rejected_at_construction() -> None:
-    with pytest.raises(ValueError, match="unit month or week"):
+    with pytest.raises(ValueError, match="unit quarter, month or week, got None"):
         WindowSpec("calendar")
+    with pytest.raises(ValueError, match="unit quarter, month or week, got 'year'"):
+        WindowSpec("calendar", unit="year")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="no unit"):
+        WindowSpec("rolling", seconds=HOUR, unit="quarter")
     with pytest.raises(ValueError, match="whole minutes"):
         WindowSpec("rolling", seconds=0)
     with pytest.raises(ValueError, match="week_start"):
@@ -196,10 +208,123 @@ def test_midnight_skipped_by_dst_still_starts_the_day() -> None:
     assert start == at("2024-09-08T01:00:00-03:00")
 
 
+# --- calendar quarter -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("now", "start", "end", "days"),
+    [
+        ("2026-02-14T12:00:00+00:00", "2026-01-01T00:00:00+00:00",
+         "2026-04-01T00:00:00+00:00", 90),
+        ("2024-03-31T23:59:59+00:00", "2024-01-01T00:00:00+00:00",
+         "2024-04-01T00:00:00+00:00", 91),  # a leap year's first quarter, its last second
+        ("2026-04-01T00:00:00+00:00", "2026-04-01T00:00:00+00:00",
+         "2026-07-01T00:00:00+00:00", 91),  # the quarter's first second
+        ("2026-06-30T23:59:59+00:00", "2026-04-01T00:00:00+00:00",
+         "2026-07-01T00:00:00+00:00", 91),
+        ("2026-08-31T12:00:00+00:00", "2026-07-01T00:00:00+00:00",
+         "2026-10-01T00:00:00+00:00", 92),
+        ("2026-12-31T23:59:00+00:00", "2026-10-01T00:00:00+00:00",
+         "2027-01-01T00:00:00+00:00", 92),  # the year end
+    ],
+)
+def test_calendar_quarter_utc(now: str, start: str, end: str, days: int) -> None:
+    spec = WindowSpec.parse("quarter")
+    assert period_bounds(spec, at(now)) == (at(start), at(end))
+    assert window_bounds(spec, at(now)) == (at(start), (int(at(now)) // 60 + 1) * 60)
+    assert period_seconds(spec, at(now)) == days * DAY
+
+
+def test_berlin_first_quarter_is_90_days_minus_an_hour() -> None:
+    spec = WindowSpec.parse("calendar_quarter", "Europe/Berlin")
+    now = at("2026-03-29T12:00:00+02:00")  # the day summer time starts
+    assert period_bounds(spec, now) == (at("2026-01-01T00:00:00+01:00"),
+                                        at("2026-04-01T00:00:00+02:00"))
+    assert window_bounds(spec, now)[0] == at("2025-12-31T23:00:00+00:00")
+    assert period_seconds(spec, now) == 90 * DAY - HOUR
+
+
+@pytest.mark.parametrize(
+    ("zone", "now", "start", "end", "seconds"),
+    [
+        # Berlin: summer time ends 25 Oct 2026, in the fourth quarter.
+        ("Europe/Berlin", "2026-11-15T12:00:00+00:00", "2026-10-01T00:00:00+02:00",
+         "2027-01-01T00:00:00+01:00", 92 * DAY + HOUR),
+        ("Europe/Berlin", "2026-05-15T12:00:00+00:00", "2026-04-01T00:00:00+02:00",
+         "2026-07-01T00:00:00+02:00", 91 * DAY),  # no change in summer
+        # Sydney, the other way round: DST ends 5 Apr 2026, starts 4 Oct 2026.
+        ("Australia/Sydney", "2026-05-15T12:00:00+00:00", "2026-04-01T00:00:00+11:00",
+         "2026-07-01T00:00:00+10:00", 91 * DAY + HOUR),
+        ("Australia/Sydney", "2026-11-15T12:00:00+00:00", "2026-10-01T00:00:00+10:00",
+         "2027-01-01T00:00:00+11:00", 92 * DAY - HOUR),
+    ],
+)
+def test_quarters_across_dst(zone: str, now: str, start: str, end: str, seconds: int) -> None:
+    spec = WindowSpec.parse("quarter", zone)
+    assert period_bounds(spec, at(now)) == (at(start), at(end))
+    assert period_seconds(spec, at(now)) == seconds
+
+
+def test_new_york_quarter_boundary_is_local_not_utc() -> None:
+    spec = WindowSpec.parse("quarter", "America/New_York")
+    # 2 a.m. UTC on April 1st is still March 31st in New York: the first quarter.
+    now = at("2024-04-01T02:00:00+00:00")
+    assert period_bounds(spec, now) == (at("2024-01-01T00:00:00-05:00"),
+                                        at("2024-04-01T00:00:00-04:00"))
+    assert period_seconds(spec, now) == 91 * DAY - HOUR  # leap year, spring forward
+    assert window_bounds(spec, at("2024-04-01T04:00:00+00:00"))[0] == at(
+        "2024-04-01T00:00:00-04:00")
+
+
+def test_kolkata_quarter_starts_on_a_half_hour() -> None:
+    spec = WindowSpec.parse("quarter", "Asia/Kolkata")
+    now = at("2024-03-31T19:00:00+00:00")  # 00:30 on 1 April, local
+    start, _ = window_bounds(spec, now)
+    assert start == at("2024-04-01T00:00:00+05:30") == at("2024-03-31T18:30:00+00:00")
+    assert start % 3600 == 1800
+    assert period_seconds(spec, now) == 91 * DAY
+    before = at("2024-03-31T18:00:00+00:00")  # 23:30 on 31 March, local
+    assert window_bounds(spec, before)[0] == at("2024-01-01T00:00:00+05:30")
+
+
+@pytest.mark.parametrize(
+    ("now", "start", "seconds"),
+    [
+        # DST starts on 6 Oct 2024 (+10:30 -> +11:00): the quarter is 30 minutes shorter.
+        ("2024-11-10T00:00:00+00:00", "2024-10-01T00:00:00+10:30", 92 * DAY - 30 * MINUTE),
+        # DST ends on 7 Apr 2024 (+11:00 -> +10:30): 30 minutes longer.
+        ("2024-05-10T00:00:00+00:00", "2024-04-01T00:00:00+11:00", 91 * DAY + 30 * MINUTE),
+        ("2024-08-10T00:00:00+00:00", "2024-07-01T00:00:00+10:30", 92 * DAY),
+    ],
+)
+def test_lord_howe_quarters_with_thirty_minute_dst(now: str, start: str, seconds: int) -> None:
+    spec = WindowSpec.parse("quarter", "Australia/Lord_Howe")
+    assert window_bounds(spec, at(now))[0] == at(start)
+    assert period_seconds(spec, at(now)) == seconds
+
+
+@given(st.integers(0, 4_000_000_000), st.sampled_from(
+    ["UTC", "Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "Asia/Kathmandu",
+     "America/Santiago"]))
+def test_a_quarter_is_three_local_months(now: int, zone: str) -> None:
+    """The quarter starts on the 1st of Jan/Apr/Jul/Oct and is exactly the three months
+    the month window reads, one after the other."""
+    quarter = WindowSpec.parse("quarter", zone)
+    month = WindowSpec.parse("month", zone)
+    start, end = period_bounds(quarter, now)
+    local = datetime.fromtimestamp(start, ZoneInfo(zone))
+    assert (local.month, local.day) in {(1, 1), (4, 1), (7, 1), (10, 1)}
+    months = [period_bounds(month, start)]
+    for _ in range(2):
+        months.append(period_bounds(month, months[-1][1]))
+    assert months[0][0] == start and months[-1][1] == end
+    assert 90 * DAY - HOUR <= period_seconds(quarter, now) <= 92 * DAY + HOUR
+
+
 @given(st.integers(0, 4_000_000_000), st.sampled_from(
     ["UTC", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe", "Asia/Kathmandu"]))
 def test_calendar_bounds_hold_now_and_are_whole_minutes(now: int, zone: str) -> None:
-    for unit in ("month", "week"):
+    for unit in ("quarter", "month", "week"):
         spec = WindowSpec.parse(unit, zone)
         start, end = window_bounds(spec, now)
         assert start % 60 == 0 and end % 60 == 0

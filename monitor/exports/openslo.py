@@ -21,13 +21,14 @@ back, which makes export → import lossless:
 Mapping: availability, latency and ratio SLIs are a ratioMetric (good / total events), a
 threshold SLI a thresholdMetric whose objective carries `op` and `value`. Budgeting
 occurrences | timeslices | ratio_timeslices is Occurrences | Timeslices | RatioTimeslices;
-a calendar month is `1M` and a week `1w` (from Monday midnight) in `calendar.timeZone`.
+a calendar quarter is `1Q` (from Jan/Apr/Jul/Oct 1st midnight), a month `1M` and a week
+`1w` (from Monday midnight) in `calendar.timeZone`.
 Each burn-rate tier is an AlertPolicy of its own, because v1 allows one condition per
 policy: lookbackWindow = long window, alertAfter = short window, op gte; default tiers are
 the ones primewatch alerts on for the window's period (`burn_rules_for_period`: none
-below a burn of 1, three for 7 days; a calendar month as 30 days). What OpenSLO has no
-field for travels as `primewatch/*` annotations: on the SLO `name` (when not DNS-safe),
-`timezone` (rolling windows), `burn-rates` (default | none), `alerts: disabled`,
+below a burn of 1, three for 7 days; a calendar month as 30 days, a quarter as 91). What
+OpenSLO has no field for travels as `primewatch/*` annotations: on the SLO `name` (when
+not DNS-safe), `timezone` (rolling windows), `burn-rates` (default | none), `alerts: disabled`,
 `min-events`, `no-data`, `public`;
 on an AlertCondition `budget-share` and exact `long-window`/`short-window`.
 
@@ -61,10 +62,12 @@ KINDS = ("Service", "SLI", "SLO", "AlertPolicy", "AlertCondition", "AlertNotific
          "DataSource")
 BUDGETING = {"occurrences": "Occurrences", "timeslices": "Timeslices",
              "ratio_timeslices": "RatioTimeslices"}
-CALENDAR_EXPORT = {"month": "1M", "week": "1w"}
-CALENDAR_IMPORT = {"1M": "month", "1w": "week", "7d": "week"}
-CALENDAR_START = "2024-01-01 00:00:00"  # a Monday and a 1st: starts a week and a month
-NOMINAL_PERIOD = {"month": 30 * 86400, "week": 7 * 86400}
+CALENDAR_EXPORT = {"quarter": "1Q", "month": "1M", "week": "1w"}
+CALENDAR_IMPORT = {"1Q": "quarter", "3M": "quarter", "1M": "month", "1w": "week", "7d": "week"}
+# a Monday and January 1st: starts a week, a month and a quarter
+CALENDAR_START = "2024-01-01 00:00:00"
+NOMINAL_PERIOD = {"quarter": 91 * 86400, "month": 30 * 86400, "week": 7 * 86400}
+QUARTER_FIRST_MONTHS = (1, 4, 7, 10)
 SLO_KEYS = ("name", "target", "sli", "threshold", "stream", "value", "comparison", "objective",
             "window", "timezone", "budgeting", "timeslice", "timeslice_target", "region",
             "description", "labels", "alerts", "public")
@@ -564,14 +567,15 @@ def _window(value: Any, annotations: Mapping[str, str], fail: Report) -> Doc:
         duration, calendar = str(window.get("duration", "")), window.get("calendar")
         match = _SHORTHAND.fullmatch(duration)
         if match is None:
-            fail(f"timeWindow duration {duration!r} is not a duration shorthand (30d, 4w, 1M)")
+            fail(f"timeWindow duration {duration!r} is not a duration shorthand "
+                 "(30d, 4w, 1M, 1Q)")
         elif calendar is not None:
             unit = CALENDAR_IMPORT.get(duration)
             if window.get("isRolling") is True:
                 fail("a timeWindow with `calendar` cannot have isRolling: true")
             elif unit is None:
                 fail(f"calendar window {duration} is not supported: primewatch's calendar "
-                     "windows are a month (1M) or a week (1w)")
+                     "windows are a quarter (1Q), a month (1M) or a week (1w)")
             else:
                 zone = _mapping(calendar).get("timeZone", "UTC")
                 out = {"window": unit, "timezone": str(zone)}
@@ -589,8 +593,9 @@ def _window(value: Any, annotations: Mapping[str, str], fail: Report) -> Doc:
 
 
 def _check_start(value: Any, unit: str, fail: Report) -> None:
-    """primewatch periods start at local midnight on the 1st or a Monday; another startTime
-    would shift every period, so it is refused rather than silently moved."""
+    """primewatch periods start at local midnight on the 1st of January, April, July or
+    October (quarters), the 1st (months) or a Monday (weeks); another startTime would
+    shift every period, so it is refused rather than silently moved."""
     if value is None:
         return
     start: date | None = value if isinstance(value, date) else None
@@ -601,11 +606,20 @@ def _check_start(value: Any, unit: str, fail: Report) -> None:
             fail(f"calendar startTime {value!r} is not a date and time (2024-01-01 00:00:00)")
             return
     midnight = not isinstance(start, datetime) or start.time() == time(0)
-    aligned = start is not None and (start.day == 1 if unit == "month" else start.weekday() == 0)
-    if not (midnight and aligned):
-        first = "the 1st" if unit == "month" else "a Monday"
+    if not (midnight and start is not None and _starts_period(start, unit)):
+        first = {"quarter": "the 1st of January, April, July or October",
+                 "month": "the 1st"}.get(unit, "a Monday")
         fail(f"calendar startTime {value} does not start a {unit}: primewatch's {unit}s start "
              f"at local midnight on {first}")
+
+
+def _starts_period(start: date, unit: str) -> bool:
+    """Whether the day `start` is the first of a primewatch quarter, month or week."""
+    if unit == "quarter":
+        return start.day == 1 and start.month in QUARTER_FIRST_MONTHS
+    if unit == "month":
+        return start.day == 1
+    return start.weekday() == 0
 
 
 def _budgeting(value: Any, fail: Report) -> str:

@@ -41,8 +41,9 @@ ALERT_NAME = "PrimewatchErrorBudgetBurn"
 SLO_LABEL = "primewatch_slo"
 WINDOW_LABEL = "primewatch_window"
 DAY = 86400
-CALENDAR_PERIODS = {"month": 30 * DAY, "week": 7 * DAY}
-"""Rules cannot follow a calendar month, so they use a fixed period of about its length."""
+CALENDAR_PERIODS = {"quarter": 91 * DAY, "month": 30 * DAY, "week": 7 * DAY}
+"""Rules cannot follow a calendar quarter, month or week, so each uses a fixed period of
+about its length: 91 days for a quarter (90 to 92), 30 for a month (28 to 31)."""
 
 _LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SEVERITIES = ("page", "ticket")

@@ -20,7 +20,13 @@ from monitor.config_slo import SloConfig
 from monitor.settled_sums import SettledSums, add_bins, add_counts
 from monitor.storage import rollups
 from slo.alerting import AlertDecision, BurnRateAlerter
-from slo.allowance import Allowance, EventSource, allowance, budget_left
+from slo.allowance import (
+    Allowance,
+    EventSource,
+    allowance,
+    budget_left,
+    with_unmeasured_as_good,
+)
 from slo.budget import (
     BURN_WINDOWS,
     BurnThreshold,
@@ -135,16 +141,36 @@ class SloEngine:
 
     def budget_base(self, slo: SloConfig, p: Plan, total: float, now: float) -> Allowance:
         """The budget's base for `slo` now: see `slo/allowance.py`."""
+        return self._allowance(slo, p.period, p.window[0], total, now)
+
+    def _allowance(self, slo: SloConfig, period: float, window_start: float, total: float,
+                   now: float) -> Allowance:
+        """The events `period` seconds from `window_start` are expected to hold."""
         if slo.budgeting != "occurrences":
             source: EventSource = "slices"
         elif slo.sli in PROBE_SLIS and slo.target in self._probes_per_second:
             source = "schedule"
         else:
             source = "rate"
-        return allowance(source=source, period=p.period, window_start=p.window[0], now=now,
+        return allowance(source=source, period=period, window_start=window_start, now=now,
                          first_data_at=self._first_data.get(slo.name), total=total,
                          events_per_second=self._probes_per_second.get(slo.target),
                          slice_seconds=slo.timeslice)
+
+    def _alert_counts(self, p: Plan, counts: dict[int, Counts], now: float
+                      ) -> dict[int, tuple[int, int]]:
+        """Each alert window's counts as the budget sees them: a window that began before
+        the SLO had data counts its unmeasured part as good (`with_unmeasured_as_good`),
+        so a young SLO's tiers fire on what a mature one's would, not on early noise."""
+        first = self._first_data.get(p.slo.name)
+        out = {}
+        for seconds, (good, total) in counts.items():
+            start = p.spans[seconds][0] if seconds in p.spans else now - seconds
+            if first is not None and first > start:
+                expected = self._allowance(p.slo, seconds, start, total, now).expected_events
+                good, total = with_unmeasured_as_good(good, total, expected)
+            out[seconds] = (round(good), round(total))
+        return out
 
     def _counts(self, plans: Sequence[Plan], now: float) -> dict[str, dict[object, Counts]]:
         """Effective (good, total) per SLO for its window (key "window") and each span."""
@@ -246,8 +272,9 @@ class SloEngine:
                 fresh.restore(*known[1].state)  # a new calendar month keeps an open alert
             known = self._alerters[slo.name] = (p.tiers, fresh)
         alerter = known[1]
-        int_counts = {k: (round(g), round(t)) for k, (g, t) in counts.items()}
-        decision = alerter.evaluate(now, int_counts, slo.objective, suppressed=maintenance)
+        decision = alerter.evaluate(
+            now, self._alert_counts(p, counts, now), slo.objective, suppressed=maintenance,
+            observed_events={seconds: round(total) for seconds, (_, total) in counts.items()})
         self.last_decisions[slo.name] = decision
         return _view(decision, maintenance)
 

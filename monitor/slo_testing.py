@@ -34,6 +34,7 @@ from monitor.slo_engine import alert_tiers, window_spec
 from monitor.units import Duration, Percent, format_duration
 from probes.base import StrictModel
 from slo.alerting import AlertDecision, BurnRateAlerter
+from slo.allowance import allowance, with_unmeasured_as_good
 from slo.budget import BurnThreshold
 from slo.windows import period_bounds, period_seconds
 
@@ -137,8 +138,10 @@ def run_test(test: SloTestFile) -> TestOutcome:
             # The alerter decides from its counts and state alone, and a second look at
             # the same counts leaves both as they were: skipping it changes nothing and
             # makes a 90-day series (mostly minutes where no window changes) fast.
-            decision = alerter.evaluate(now, dict(zip(windows, counts, strict=True)),
-                                        slo.objective)
+            decision = alerter.evaluate(
+                now, _as_budgeted(windows, counts, now, test.events_per_minute / 60.0),
+                slo.objective,
+                observed_events={w: total for w, (_, total) in zip(windows, counts, strict=True)})
             seen = (alerter, counts)
         if decision.severity:
             outcome.first_fired.setdefault(decision.severity, now)
@@ -146,6 +149,24 @@ def run_test(test: SloTestFile) -> TestOutcome:
         now += test.evaluate_every
     outcome.failures += checks.unchecked()
     return outcome
+
+
+def _as_budgeted(windows: Sequence[int], counts: Sequence[tuple[int, int]], now: float,
+                 events_per_second: float) -> dict[int, tuple[int, int]]:
+    """The counts the service's alerter sees: the series is a fresh install whose data
+    begins at 0, so a window reaching back before it counts its unmeasured part as good
+    (`SloEngine._alert_counts`, `slo.allowance.with_unmeasured_as_good`)."""
+    out = {}
+    for seconds, (good, total) in zip(windows, counts, strict=True):
+        start = now - seconds
+        if start < 0:
+            expected = allowance(source="schedule", period=seconds, window_start=start,
+                                 now=now, first_data_at=0.0, total=total,
+                                 events_per_second=events_per_second).expected_events
+            padded = with_unmeasured_as_good(good, total, expected)
+            good, total = round(padded[0]), round(padded[1])
+        out[seconds] = (good, total)
+    return out
 
 
 class _Series:

@@ -1,7 +1,7 @@
 """Multiwindow, multi-burn-rate alerting (SRE Workbook, "Alerting on SLOs"), one per SLO.
 
 Each tier pairs a long window (is this significant?) with a short one (is it still
-happening?) and fires when the burn rate over BOTH is at least its threshold. The
+happening?) and fires when the burn rate over BOTH is above its threshold. The
 fastest firing tier wins: a page already says everything a ticket would.
 
 ``BurnRateAlerter`` adds the state a stateless rule lacks:
@@ -98,10 +98,11 @@ class _Tier(NamedTuple):
     long_events: int
 
     def over(self) -> bool:
-        """Both windows at or above the threshold: the Workbook's AND."""
+        """Both windows above the threshold: the Workbook's AND. Strictly above: a burn
+        of exactly 1 ends the period exactly at its objective, which meets the SLO."""
         threshold = self.rule.threshold
         return (self.long is not None and self.short is not None
-                and self.long >= threshold and self.short >= threshold)
+                and self.long > threshold and self.short > threshold)
 
     def describe(self, relation: str) -> str:
         return (f"burn {_burn(self.long)} over {_window(self.rule.long_window_s)} and "
@@ -169,15 +170,22 @@ class BurnRateAlerter:
         objective: float,
         *,
         suppressed: bool = False,
+        observed_events: Mapping[int, int] | None = None,
     ) -> AlertDecision:
-        """Decide from ``counts`` (window seconds -> (good, total)) and update the state."""
+        """Decide from ``counts`` (window seconds -> (good, total)) and update the state.
+
+        ``observed_events`` (window seconds -> events really measured) is for counts that
+        include events assumed rather than seen (a young SLO's unmeasured part, counted
+        as good): the low-traffic guard must count only what was measured.
+        """
         missing = self.required_windows - counts.keys()
         if missing:
             raise ValueError(f"counts lack the windows {sorted(missing)} (seconds)")
+        seen = observed_events or {}
         tiers = [
             _Tier(rule, burn_rate(*counts[rule.long_window_s], objective),
                   burn_rate(*counts[rule.short_window_s], objective),
-                  counts[rule.long_window_s][1])
+                  seen.get(rule.long_window_s, counts[rule.long_window_s][1]))
             for rule in self._tiers
         ]
         no_data = self._no_data_key is not None and counts[self._no_data_key][1] == 0
@@ -224,7 +232,7 @@ class BurnRateAlerter:
         if tier is not None:
             current = tiers[tier]
             if current.over():
-                parts.append(current.describe("≥"))
+                parts.append(current.describe(">"))
             elif current.short is None:
                 parts.append(f"holding: no events over {_window(current.rule.short_window_s)} "
                              f"to show recovery ({current.describe('vs')})")
@@ -237,9 +245,9 @@ class BurnRateAlerter:
             elif closest.over():
                 parts.append(f"only {closest.long_events} events over "
                              f"{_window(closest.rule.long_window_s)} (min_events "
-                             f"{self._min_events}): {closest.describe('≥')}")
+                             f"{self._min_events}): {closest.describe('>')}")
             else:
-                parts.append(f"ok: {closest.describe('<')}")
+                parts.append(f"ok: {closest.describe('≤')}")
         if no_data and self._no_data_key is not None:
             parts.append(f"no events in the last {_window(self._no_data_key)}")
         return "; ".join(parts)

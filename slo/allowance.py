@@ -13,7 +13,10 @@ the whole window`:
   marked as an estimate.
 
 So a young SLO starts at 100 % and falls as a mature one would, and a full window gives
-the Workbook's figure (expected ≈ total). Every surface (pages, API, /metrics,
+the Workbook's figure (expected ≈ total). Burn-rate alerts judge their windows the same
+way (`with_unmeasured_as_good`): ten minutes of data in a one-day window are ten minutes'
+worth of that day's budget, not the whole day's, so three misses in ten cache lookups on a
+fresh install are not a day-long burn of 1×. Every surface (pages, API, /metrics,
 post-mortems, reports, status page) takes the budget from here. Pure functions.
 """
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Allowance", "EventSource", "allowance", "budget_left"]
+__all__ = ["Allowance", "EventSource", "allowance", "budget_left", "with_unmeasured_as_good"]
 
 EventSource = Literal["schedule", "slices", "rate"]
 MIN_ELAPSED = 60.0
@@ -76,3 +79,20 @@ def budget_left(good: float, total: float, objective: float, expected: float
         raise ValueError(f"objective must be a ratio in (0, 1), got {objective!r}")
     allowed = (1.0 - objective) * max(expected, total)
     return 1.0 - (total - good) / allowed
+
+
+def with_unmeasured_as_good(good: float, total: float, expected: float
+                            ) -> tuple[float, float]:
+    """Counts for a window that began before its SLO had data: the part not measured yet
+    counts as good, up to the `expected` events, exactly as the budget treats it.
+
+    Why: a tier's long window asks "has this window spent its share of the budget?".
+    Over a young SLO the observed ratio alone answers a different question (how bad were
+    the few events so far) and pages on noise; dividing by the events the window is
+    expected to hold gives the mature answer, and a real outage still burns from its
+    first minute as it would on a mature SLO. A window with no events stays empty: no
+    events is no evidence, never padding.
+    """
+    if total <= 0 or expected <= total:
+        return good, total
+    return good + (expected - total), expected

@@ -50,7 +50,7 @@ def test_total_outage_pages_on_the_fastest_tier() -> None:
     assert decision.severity == "page" and decision.tier == 0 and decision.firing
     assert decision.transition == "fired" and decision.since == NOW
     assert decision.burn_long == pytest.approx(1000) == decision.burn_short
-    assert decision.reason == "burn 1000.0 over 1h and 1000.0 over 5m ≥ 14.4"
+    assert decision.reason == "burn 1000.0 over 1h and 1000.0 over 5m > 14.4"
     assert not decision.no_data
 
 
@@ -74,17 +74,33 @@ def test_both_windows_must_exceed() -> None:
     assert spike.tier is None
 
 
-def test_threshold_is_inclusive() -> None:
-    alerter = BurnRateAlerter([BurnThreshold("page", 3600, 300, 2.0)])
-    # Objective 0.5 and every event bad: the burn is exactly 2.0.
-    assert alerter.evaluate(NOW, {3600: (0, 10), 300: (0, 1)}, 0.5).tier == 0
+def test_a_burn_exactly_at_the_threshold_does_not_fire() -> None:
+    """A burn of exactly 1 ends the period at its objective, which meets the SLO: the
+    tiers fire above their threshold (the Workbook's `>`), never at it."""
+    alerter = BurnRateAlerter([BurnThreshold("ticket", 3600, 300, 1.0)])
+    # Objective 0.7 and 3 bad of 10: the burn is exactly 1.0 over both windows.
+    at_threshold = alerter.evaluate(NOW, {3600: (7, 10), 300: (7, 10)}, 0.7)
+    assert at_threshold.tier is None and "≤ 1" in at_threshold.reason
+    above = alerter.evaluate(NOW + 60, {3600: (6, 10), 300: (6, 10)}, 0.7)
+    assert above.severity == "ticket" and "> 1" in above.reason
+
+
+def test_assumed_events_do_not_pass_the_low_traffic_guard() -> None:
+    """A young SLO's windows are padded with its unmeasured part as good: the guard must
+    still count only the events really seen."""
+    alerter = BurnRateAlerter([BurnThreshold("page", 3600, 300, 14.4)], min_events=10)
+    padded = {3600: (348, 360), 300: (18, 30)}  # 12 bad of 12 seen, 348 assumed good
+    held = alerter.evaluate(NOW, padded, 0.999, observed_events={3600: 3, 300: 3})
+    assert held.tier is None and "only 3 events over 1h" in held.reason
+    fired = alerter.evaluate(NOW + 60, padded, 0.999, observed_events={3600: 12, 300: 12})
+    assert fired.severity == "page"
 
 
 def test_fastest_tier_suppresses_slower_ones() -> None:
     alerter = BurnRateAlerter(TIERS)
     decision = alerter.evaluate(NOW, counts(0.02), SLO)  # burn 20: all four tiers hold
     assert decision.tier == 0 and decision.severity == "page"
-    assert "≥ 14.4" in decision.reason and "≥ 6" not in decision.reason
+    assert "> 14.4" in decision.reason and "> 6" not in decision.reason
     # Burn 10 fires tiers 1-3; tier 1 is reported.
     assert BurnRateAlerter(TIERS).evaluate(NOW, counts(0.01), SLO).tier == 1
 

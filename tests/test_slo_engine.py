@@ -139,6 +139,48 @@ def test_a_young_slo_spends_its_budget_as_a_mature_one_would(engine: Engine) -> 
     assert full.budget_remaining == pytest.approx(status.budget_remaining)
 
 
+def cache_lookups(start: float, minutes: int, misses_per_ten: int) -> list[ProbeResult]:
+    """One scrape a minute of a cache counter: 10 lookups, `misses_per_ten` missed."""
+    return [ProbeResult(target="api", started_at=start + i * 60.0, ok=True, latency=0.01,
+                        counts={"cache": (10.0 - misses_per_ten, 10.0)})
+            for i in range(minutes)]
+
+
+def test_early_noise_on_a_young_slo_raises_nothing(engine: Engine) -> None:
+    """The demo's story: ten minutes into a 7-day 70% cache SLO, 4 misses in 10 lookups
+    (burn 1.33 over every window so far) is noise, not a day-long burn: the 1d/2h
+    ticket judges the day's share of the budget, as it would on a mature SLO."""
+    definition = slo(sli="ratio", stream="cache", objective=70, window="7d",
+                     alerts={"min_events": 10})
+    ResultWriter(engine, [definition])(cache_lookups(T0, 10, misses_per_ten=4))
+    evaluator = SloEngine(engine)
+    for minute in range(1, 11):
+        [status] = evaluator.evaluate([definition], T0 + minute * 60, alerts=True)
+        assert status.alert.severity is None, status.alert.reason
+    assert status.windows[0].burn_rate == pytest.approx(4 / 3)  # the noise is real
+
+
+def test_the_same_burn_on_a_mature_slo_tickets(engine: Engine) -> None:
+    """The check above cannot pass by silencing the tier: with a week of history at
+    burn 1.33 the 1d/2h ticket fires."""
+    definition = slo(sli="ratio", stream="cache", objective=70, window="7d",
+                     alerts={"min_events": 10})
+    week = 7 * 1440
+    ResultWriter(engine, [definition])(cache_lookups(T0 - week * 60, week + 10, 4))
+    [status] = SloEngine(engine).evaluate([definition], T0 + 600, alerts=True)
+    assert status.alert.severity == "ticket", status.alert.reason
+
+
+def test_a_young_slo_pages_a_total_outage_as_fast_as_a_mature_one(engine: Engine) -> None:
+    """Padding the unmeasured past as good must not slow a real page: a 99.9% SLO down
+    from its first probe (every 10 s) pages within the 2 minutes a mature one would."""
+    definition = slo(objective=99.9, window="30d")
+    write(engine, [definition], [(T0 + i * 10.0, False) for i in range(12)])
+    evaluator = SloEngine(engine, probes_per_second={"api": 0.1})
+    [status] = evaluator.evaluate([definition], T0 + 115, alerts=True)
+    assert status.alert.severity == "page", status.alert.reason
+
+
 def test_alerts_advance_only_on_the_tick_and_others_see_the_verdict(engine: Engine) -> None:
     definition = slo(objective=99.9, window="30d", alerts={"min_events": 1})
     write(engine, [definition], [(T0 + i, False) for i in range(120)])

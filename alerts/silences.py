@@ -1,5 +1,8 @@
 """Silences (Alertmanager's model): label matchers and a time span; a matching alert
-opens no incident and an open incident it matches notifies nobody until it ends."""
+opens no incident and an open incident it matches notifies nobody until it ends.
+
+Creating one is idempotent over a short window (`REPEAT_WINDOW`), see `create_silence`.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +11,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Connection, Engine, false, insert, select, text, update
 
 from monitor.storage.models import SilenceRow
 
 Op = Literal["=", "!=", "=~", "!~"]
 OPS: tuple[Op, ...] = ("=", "!=", "=~", "!~")
+
+REPEAT_WINDOW = 300.0
+"""Seconds within which an identical request is the same request sent again: Slack's
+signature window (a validly signed button press can be replayed for 5 minutes), and
+ample for an HTTP client retrying a POST whose answer it did not get."""
 
 
 class SilenceError(ValueError):
@@ -103,6 +111,18 @@ def _from_row(row: Any) -> Silence:
 
 def create_silence(engine: Engine, matchers: Sequence[Matcher], *, starts_at: float,
                    ends_at: float, created_by: str, comment: str, now: float) -> Silence:
+    """Store a silence, or answer the one an identical request made moments ago.
+
+    Identical: same matchers, author, comment and duration, starting at most
+    `REPEAT_WINDOW` after that silence, which was created within the window and is still
+    in effect. So a replayed Slack "Silence 1h" press (valid for 5 minutes) or a retried
+    POST changes nothing and answers the first silence, while a new press later on is a
+    new silence next to the first: what a human pressing again means (another hour from
+    now), and what reminders expect (`alerts.reminders` reminds once per silence id and
+    stays quiet while another matching silence outlasts the ending one). A silence ended
+    early (`expire_silence`) is not in effect, so the same request afterwards makes a new
+    one: whoever asks again after it was ended means it.
+    """
     if ends_at <= starts_at:
         raise SilenceError("`ends_at` must be after `starts_at`")
     if ends_at <= now:
@@ -111,10 +131,48 @@ def create_silence(engine: Engine, matchers: Sequence[Matcher], *, starts_at: fl
               "ends_at": ends_at, "created_by": created_by[:100], "comment": comment[:1000],
               "created_at": now}
     with engine.begin() as connection:
+        _one_writer_at_a_time(connection)
+        earlier = _same_request(connection, tuple(matchers), values, now)
+        if earlier is not None:
+            return earlier
         new_id = connection.execute(insert(SilenceRow).values(**values)
                                     .returning(SilenceRow.id)).scalar_one()
     return Silence(int(new_id), tuple(matchers), starts_at, ends_at, values["created_by"],
                    values["comment"], now)
+
+
+def _one_writer_at_a_time(connection: Connection) -> None:
+    """Make find-then-insert atomic: two copies of one request arriving together (a
+    replay racing the original) must not both find nothing and both insert."""
+    if connection.dialect.name == "postgresql":
+        # Blocks other silence writers only; readers (ACCESS SHARE) go on.
+        connection.execute(text("LOCK TABLE silences IN SHARE ROW EXCLUSIVE MODE"))
+    else:
+        # SQLite takes its single write lock at a transaction's first write, not its
+        # first read: a write that changes nothing takes it before we look.
+        connection.execute(update(SilenceRow).where(false())
+                           .values(ends_at=SilenceRow.ends_at))
+
+
+def _same_request(connection: Connection, matchers: tuple[Matcher, ...],
+                  values: Mapping[str, Any], now: float) -> Silence | None:
+    """The silence an identical request made within `REPEAT_WINDOW`, if still in effect."""
+    starts_at, duration = values["starts_at"], values["ends_at"] - values["starts_at"]
+    rows = connection.execute(
+        select(SilenceRow)
+        .where(SilenceRow.created_by == values["created_by"],
+               SilenceRow.comment == values["comment"],
+               SilenceRow.created_at >= now - REPEAT_WINDOW,
+               SilenceRow.ends_at > now,
+               SilenceRow.starts_at <= starts_at,
+               SilenceRow.starts_at >= starts_at - REPEAT_WINDOW)
+        .order_by(SilenceRow.id))
+    for row in rows:
+        silence = _from_row(row)
+        if silence.matchers == matchers and \
+                abs((silence.ends_at - silence.starts_at) - duration) < 1e-6:
+            return silence
+    return None
 
 
 def list_silences(engine: Engine, now: float, *, include_expired: bool = False

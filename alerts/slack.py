@@ -241,8 +241,11 @@ def _secret(value: SecretStr | None) -> str:
 
 
 def fallback_text(n: Notification) -> str:
-    """The plain text Slack shows in push notifications and where blocks cannot render."""
-    return f"[{n.severity.upper()}] {n.title}: {n.status}"
+    """The text Slack shows in push notifications and where blocks cannot render.
+
+    Slack parses it like mrkdwn, so a title carrying `<!channel>` would notify everyone:
+    escaped like every other untrusted text."""
+    return _escape(f"[{n.severity.upper()}] {n.title}: {n.status}")
 
 
 def thread_reply_text(n: Notification) -> str:
@@ -254,7 +257,10 @@ def thread_reply_text(n: Notification) -> str:
 
 
 def message_blocks(n: Notification, *, interactive: bool) -> list[Block]:
-    """The incident's message: header, fields, summary, links, and buttons until resolved."""
+    """The incident's message: header, fields, summary, links, and buttons until resolved.
+
+    The header is plain_text, which Slack shows as written (no mentions, no links), so
+    the title goes there unescaped; every mrkdwn text is escaped (`_escape`)."""
     blocks: list[Block] = [
         {"type": "header",
          "text": {"type": "plain_text", "text": _truncate(n.title, _HEADER_MAX), "emoji": True}},
@@ -273,7 +279,7 @@ def message_blocks(n: Notification, *, interactive: bool) -> list[Block]:
 
 def _fields(n: Notification) -> list[tuple[str, str]]:
     """Label/value pairs; absent values are left out rather than shown as 'None'."""
-    fields = [("Severity", n.severity.capitalize()), ("Status", _STATUSES[n.status])]
+    fields = [("Severity", _escape(n.severity.capitalize())), ("Status", _STATUSES[n.status])]
     if n.slo:
         fields.append(("SLO", _escape(n.slo)))
     if n.target:
@@ -320,7 +326,9 @@ def _link(url: str, label: str) -> str:
 
 
 def _escape(text: str) -> str:
-    """Slack's three control characters; unescaped, '<' in a summary becomes a link."""
+    """Slack's three control characters, for every untrusted text in `text` or mrkdwn:
+    unescaped, `<!channel>` in a title pings everyone and `<http://x|click>` is a link.
+    The one escaping function of this module; only `_link` adds real `<...>` markup."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 

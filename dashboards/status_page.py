@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy import Engine, case, func, literal, select, union_all
 
 from alerts.store import Incident
-from dashboards.data import cache_of, open_incidents, statuses
+from dashboards.data import TtlCache, cache_of, open_incidents, statuses
 from dashboards.render import ENV
 from dashboards.svg import day_bars
 from monitor.config import Settings, StatusComponent
@@ -270,11 +270,17 @@ async def status_page(request: Request) -> HTMLResponse:
         raise HTTPException(404, "not found")
     current = await statuses(runtime)
     cache = cache_of(runtime)
-    incidents = await asyncio.to_thread(cache.get, "open-incidents",
-                                        lambda: open_incidents(runtime))
-    view = await asyncio.to_thread(cache.get, "status-page",
-                                   lambda: build_view(runtime, current, incidents))
-    html = ENV.get_template("status.html.j2").render(
-        view=view, looks=LOOKS, days=DAYS, refresh=int(settings.dashboard.refresh),
-        now=runtime.service.clock.now())
+    html = await asyncio.to_thread(cache.get, "status-html",
+                                   lambda: _render(runtime, current, cache))
     return HTMLResponse(html)
+
+
+def _render(runtime: Runtime, current: Sequence[SloStatus], cache: TtlCache) -> str:
+    """The whole public page, built and rendered in a worker thread and kept for the
+    cache period: anyone can request it, so a crowd of visitors (or a script) costs one
+    rendering per period and never holds the event loop the probes run on."""
+    incidents = cache.get("open-incidents", lambda: open_incidents(runtime))
+    view = build_view(runtime, current, incidents)
+    return ENV.get_template("status.html.j2").render(
+        view=view, looks=LOOKS, days=DAYS, refresh=int(runtime.settings.dashboard.refresh),
+        now=runtime.service.clock.now())

@@ -90,16 +90,17 @@ async def readyz(request: Request) -> JSONResponse:
 
     "degraded" (still 503, so a load balancer stops sending reads): storage is down but
     probing goes on and results wait in the buffer and spill file, counted in `checks`.
+    "not ready" as well when the SQLite file was deleted or replaced under the running
+    process: SQLite still answers, but from a file that is gone at restart.
     `quarantined` counts results the database refused on their own (never retried).
+    An unusable spill path shows in `checks.spill_file` without making the instance
+    unready: nothing is lost unless the database goes down too, and moving traffic
+    elsewhere would not fix it (the start-up log names the setting to change).
     """
     runtime = _runtime(request)
     sink = runtime.sink
-    checks: dict[str, str] = {}
-    try:
-        await asyncio.to_thread(repository.ping, runtime.service.engine)
-        checks["storage"] = "ok"
-    except Exception as exc:
-        checks["storage"] = f"unreachable: {type(exc).__name__}"
+    storage, file_lost = await asyncio.to_thread(_storage_check, runtime)
+    checks: dict[str, str] = {"storage": storage}
     background = request.app.state.background
     if background:
         if checks["storage"] == "ok" and not sink.storage_ok:
@@ -112,15 +113,28 @@ async def readyz(request: Request) -> JSONResponse:
         # on it (every other result is being stored).
         checks["quarantined"] = str(sink.quarantined)
         if sink.spill is not None:
-            checks["spill_file"] = f"{sink.spill.size} of {sink.spill.max_bytes} bytes"
+            checks["spill_file"] = (f"unusable: {sink.spill.problem}" if sink.spill.problem
+                                    else f"{sink.spill.size} of {sink.spill.max_bytes} bytes")
     scheduler_ok = checks.get("scheduler", "ok") == "ok"
     status = "ready" if checks["storage"] == "ok" and scheduler_ok else \
-        "degraded" if background and scheduler_ok else "not ready"
+        "degraded" if background and scheduler_ok and not file_lost else "not ready"
     leadership = runtime.leadership
     cluster = {"instance": leadership.instance, "region": leadership.region,
                "role": leadership.role}
     return JSONResponse({"status": status, "checks": checks, "cluster": cluster},
                         200 if status == "ready" else 503)
+
+
+def _storage_check(runtime: Runtime) -> tuple[str, bool]:
+    """"ok" or what is wrong with storage, and whether the SQLite file is lost (run in
+    a worker thread: the ping and the stat may both block)."""
+    try:
+        repository.ping(runtime.service.engine)
+    except Exception as exc:
+        return f"unreachable: {type(exc).__name__}", False
+    database_file = runtime.database_file
+    problem = database_file.problem() if database_file is not None else None
+    return (problem, True) if problem else ("ok", False)
 
 
 @router.get("/metrics", tags=["metrics"], response_class=Response, responses={

@@ -32,6 +32,7 @@ from monitor.service import MonitorService
 from monitor.sink import ResultSink
 from monitor.spill import open_spill
 from monitor.storage.alert_events import AlertEvent, record
+from monitor.storage.engine import DatabaseFile
 from monitor.watchdog import failing_channels, silent_instances, stalled_targets
 from probes import HttpClientPool, ProbeContext, build_probe
 from slo.status import SloStatus
@@ -50,6 +51,8 @@ class Runtime:
         metrics.describe_slos(settings.slos)
         self.exposition = Exposition(metrics.registry)  # what /metrics serves
         self.service = MonitorService(settings, engine, clock)
+        # The SQLite file as opened now, so /readyz notices it deleted or replaced.
+        self.database_file = DatabaseFile.of(engine)
         self.clients = HttpClientPool()
         context = ProbeContext(clients=self.clients, region=settings.region)
         targets = {t.name: ScheduledTarget(t, build_probe(t, context))

@@ -63,8 +63,33 @@ def open_spill(storage: StorageSection) -> SpillFile | None:
         return None
     path = Path(storage.spill_path) if storage.spill_path else default_path(storage.url)
     spill = SpillFile(path, storage.spill_max_bytes)
-    spill.open()
+    spill.check()
+    if spill.problem is None:  # else there is nothing to take over, and trying would raise
+        spill.open()
     return spill
+
+
+def unusable_reason(path: Path) -> str | None:
+    """Why results could not be spilled to `path`, found without writing anything (the
+    default path is in the working directory, which a check must not litter); None
+    when it looks usable. A missing directory is fine when it can be created: the first
+    spill creates it."""
+    try:
+        if path.exists():
+            if not path.is_file():
+                return f"{path} is not a regular file"
+            if not os.access(path, os.W_OK):
+                return f"{path} is not writable by this user"
+        existing = path.parent
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            return f"{existing} is not a directory"
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"directory {existing} is not writable by this user"
+    except OSError as exc:  # e.g. a directory on the way that we may not search
+        return f"cannot check {path}: {exc.strerror or exc}"
+    return None
 
 
 def encode(result: ProbeResult) -> bytes:
@@ -144,6 +169,8 @@ class SpillFile:
         self._lock: IO[bytes] | None = None
         self._busy = False  # another process holds the lock: never touch the file
         self._failing = False  # the last append failed (logged once until one succeeds)
+        self.problem: str | None = None
+        """Why results cannot be spilled (shown by /readyz), or None while they can."""
 
     @property
     def usable(self) -> bool:
@@ -174,6 +201,18 @@ class SpillFile:
             log.warning("spill file %s holds %d results not yet stored; they will be "
                         "written once storage answers", self.path, self.pending)
 
+    def check(self) -> None:
+        """At start: warn now, not during the database outage the file exists for, when
+        results could not be spilled here. The instance stays ready (see /readyz)."""
+        reason = unusable_reason(self.path)
+        if reason is None:
+            return
+        self.problem = reason
+        log.warning("storage.spill_path: cannot spill to %s (%s); results past "
+                    "storage.max_buffer would be lost in a database outage. Set "
+                    "storage.spill_path to a file in a writable directory, or "
+                    "storage.spill_max_bytes to 0 to never spill", self.path, reason)
+
     def append(self, results: Sequence[ProbeResult]) -> int:
         """Append as many results (oldest first) as the size cap allows; return how many.
         Never raises: a disk error is logged once and counts as a full file."""
@@ -199,8 +238,10 @@ class SpillFile:
             if not self._failing:
                 log.error("cannot append to spill file %s: %s", self.path, exc)
                 self._failing = True
+            self.problem = f"cannot append to {self.path}: {exc.strerror or exc}"
             return 0
         self._failing = False
+        self.problem = None
         self.size = size
         self.pending += len(lines)
         return len(lines)
@@ -292,12 +333,14 @@ class SpillFile:
             if not self._failing:
                 log.error("cannot create spill lock %s: %s", lock_path, exc)
                 self._failing = True
+            self.problem = f"cannot create {lock_path}: {exc.strerror or exc}"
             return False
         try:
             fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             lock.close()
             self._busy = True
+            self.problem = "in use by another process (give each its own storage.spill_path)"
             log.error("spill file %s is in use by another process: this one will not "
                       "spill (give each process its own storage.spill_path)", self.path)
             return False

@@ -154,14 +154,25 @@ def test_metrics_expose_probe_and_slo_series(app: FastAPI, client: httpx.Client)
                                                  ("window", "1h")))] == pytest.approx(10.0)
     assert samples[("primewatch_slo_objective_ratio", (("slo", "api-latency"),))] == 0.9
     assert any(name == "primewatch_build_info" for name, _ in samples)
-    # 10% errors burn a 99% SLO at 10 over every window: the 6h/30m page tier fires.
+    assert samples[("primewatch_slo_no_data", (("slo", "api-latency"),))] == 0.0
+    # 10% errors for the SLO's first 25 minutes burn at 10, but they are 25 minutes'
+    # worth of the 6h window's budget, not 6 hours': like a mature SLO, nothing fires.
+    assert samples[("primewatch_slo_alert_firing", (("severity", "page"),
+                                                    ("slo", "api-availability")))] == 0.0
+    # Then every probe of the last 5 minutes fails: the 1h/5m page tier fires.
+    ResultWriter(app.state.runtime.service.engine, app.state.runtime.settings.slos)([
+        ProbeResult(target="api", started_at=T0 + 1215 + i * 5, ok=False, latency=0.05,
+                    status_code=500, error_class="http_status") for i in range(59)])
+    asyncio.run(app.state.runtime.evaluate_once())
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(client.get("/metrics").text)
+               for s in family.samples}
     assert samples[("primewatch_slo_alert_firing", (("severity", "page"),
                                                     ("slo", "api-availability")))] == 1.0
     assert samples[("primewatch_slo_alert_firing", (("severity", "ticket"),
                                                     ("slo", "api-availability")))] == 0.0
-    assert samples[("primewatch_slo_no_data", (("slo", "api-latency"),))] == 0.0
     alert = client.get("/api/v1/slos/api-availability").json()["alert"]
-    assert alert["severity"] == "page" and "burn" in alert["reason"]
+    assert alert["severity"] == "page" and "over 1h and" in alert["reason"]
 
 
 def test_openapi_lists_the_routes(client: httpx.Client) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from textwrap import dedent
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 from prometheus_client import CollectorRegistry
+from sqlalchemy import event
 
 from alerts.rules import ActiveAlert
 from dashboards.status_page import component_state, overall
@@ -217,6 +219,26 @@ def test_status_page_is_public_when_the_dashboard_needs_a_login(tmp_path: Path,
         page = open_page(browser, url + "/status", screenshot="status-no-data").page
         assert page.locator("h1").inner_text() == "◌ No data yet"
         assert page.locator('[data-component="API"] rect.day.nodata').count() == 90
+
+
+def test_a_crowd_on_the_status_page_costs_one_rendering(tmp_path: Path) -> None:
+    """The page is public: 40 visitors at once must cost what one does (one set of
+    queries per cache period, rendered off the event loop), not 40 renderings."""
+    settings = site_settings(dashboard={"status_page": {"components": [
+        {"name": "Public API", "targets": ["api"], "slos": ["api-availability"]},
+        {"name": "Website", "targets": ["web"]}]}})
+    statements: list[str] = []
+    with separate_app(tmp_path, settings, populated=True, evaluated=True) as (url, runtime):
+        event.listen(runtime.service.engine, "before_cursor_execute",
+                     lambda *args: statements.append(args[2]))
+        first = httpx.get(url + "/status")
+        alone = len(statements)
+        with ThreadPoolExecutor(max_workers=40) as pool:
+            crowd = list(pool.map(lambda _: httpx.get(url + "/status"), range(40)))
+    assert first.status_code == 200 and "Public API" in first.text and alone > 0
+    assert {r.status_code for r in crowd} == {200}
+    assert {r.text for r in crowd} == {first.text}
+    assert len(statements) == alone, statements[alone:]
 
 
 def test_down_incident_wording_names_only_components(tmp_path: Path) -> None:

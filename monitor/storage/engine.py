@@ -1,7 +1,10 @@
-"""Engines for SQLite (WAL, busy timeout) and PostgreSQL (psycopg 3), plus migrations."""
+"""Engines for SQLite (WAL, busy timeout) and PostgreSQL (psycopg 3), plus migrations,
+and `DatabaseFile`, which notices a SQLite file deleted under a running process."""
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +14,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 import migrations
+
+log = logging.getLogger(__name__)
 
 
 def normalise_url(url: str) -> str:
@@ -117,3 +122,57 @@ def explain_connect_error(url: Any, exc: BaseException) -> str:
         return (f"cannot reach PostgreSQL on {where} ({first}) — is the server running "
                 "and storage.url's host and port right?")
     return f"cannot use the database on {where}: {first}"
+
+
+class DatabaseFile:
+    """The SQLite file a running primewatch opened, watched for being deleted or replaced.
+
+    SQLite writes to the file it opened, not to its path: after an `rm` (or a `mv` of
+    another file over it) every write still succeeds, /readyz still said ready, and
+    everything written since is gone at the next start. `problem` compares the path's
+    device and inode with those seen at start: one `os.stat`, cheap for every /readyz.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._opened = _identity(path)
+        self._reported: str | None = None
+
+    @classmethod
+    def of(cls, engine: Engine) -> DatabaseFile | None:
+        """The file behind a SQLite engine (as opened at start); None without one
+        (PostgreSQL, an in-memory or `file:` URI database)."""
+        url = engine.url
+        name = url.database
+        if url.get_backend_name() != "sqlite" or not name or name == ":memory:" \
+                or name.startswith("file:"):
+            return None
+        return cls(Path(name).absolute())  # relative to the working directory, as SQLite
+
+    def problem(self) -> str | None:
+        """Why writes would be lost, or None; logged at ERROR once per distinct problem."""
+        current = _identity(self.path)
+        if self._opened is None:  # not created yet at start: the first file seen is ours
+            self._opened = current
+            return None
+        if current is None:
+            problem = (f"database file {self.path} was deleted — writes would be lost; "
+                       "restart primewatch")
+        elif current != self._opened:
+            problem = (f"database file {self.path} was replaced (inode changed) — writes "
+                       "would be lost; restart primewatch")
+        else:
+            return None
+        if problem != self._reported:
+            self._reported = problem
+            log.error("%s", problem)
+        return problem
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """(device, inode) of the file at `path`; None when nothing is there to stat."""
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_dev, found.st_ino

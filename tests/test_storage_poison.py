@@ -173,6 +173,7 @@ def test_every_field_a_probe_fills_is_made_storable(engine: Engine) -> None:
         values={"nan": math.nan, "inf": -math.inf, "fine": 1.5, "k\x00ey": 2.0},
         counts={"bad": (math.nan, 1.0), "good": (1.0, 2.0), "s\udc80": (0.0, 1.0)},
         details={"nul\x00key": "v\x00", "surrogate": "\udcff", "long": "d" * 100_000,
+                 "ansi": "\x1b]0;owned\x07\x1b[2J\x9b1m", "layout": "a\tb\nc\r",
                  "k" * 500: "long key", **{f"h{i}": "x" for i in range(500)}})
     healthy = results(3, start=1)
     ResultWriter(engine, make_settings().slos)([*healthy, hostile])
@@ -190,6 +191,9 @@ def test_every_field_a_probe_fills_is_made_storable(engine: Engine) -> None:
     assert back.counts == {"good": (1.0, 2.0), "s\ufffd": (0.0, 1.0)}
     assert back.details["nul\ufffdkey"] == "v\ufffd"
     assert back.details["surrogate"] == "\ufffd"
+    # An endpoint's terminal escapes are stored inert; tabs and line breaks are kept.
+    assert back.details["ansi"] == "\ufffd]0;owned\ufffd\ufffd[2J\ufffd1m"
+    assert back.details["layout"] == "a\tb\nc\r"
     assert len(back.details["long"]) <= 1000
     assert "k" * KEY_CHARS not in back.details and "k" * (KEY_CHARS - 1) + "\u2026" in \
         back.details

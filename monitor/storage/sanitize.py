@@ -9,7 +9,10 @@ one place that closes that hole: `repository.write_batch` passes every result th
 file, so no probe kind or call site has to remember it.
 
 What changes, and why:
-- NUL becomes U+FFFD: PostgreSQL text cannot hold it at all.
+- NUL becomes U+FFFD: PostgreSQL text cannot hold it at all. So do the other control
+  characters except tab and line breaks (C0, DEL, C1): an endpoint's ESC would
+  otherwise reach every terminal that prints a stored result (`primewatch probe`,
+  `results`, a `tail` of the log) as an escape sequence.
 - Lone surrogates (from a JSON `"\\ud800"` escape, or bytes decoded with
   `surrogateescape`) become U+FFFD: they cannot be encoded as UTF-8, so neither
   driver can send them; bytes are decoded as UTF-8 with replacement for the same reason.
@@ -41,7 +44,7 @@ from probes.base import ProbeResult
 
 REPLACEMENT = "\ufffd"
 ELLIPSIS = "\u2026"
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def _column_length(name: str) -> int:

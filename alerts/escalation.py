@@ -17,11 +17,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 
+from alerts.external import (
+    EXTERNAL_PREFIX,
+    ExternalBatch,
+    ExternalOutcome,
+    failure_reason,
+    is_outage,
+)
 from alerts.handled import drop_explained, mark_handled
 from alerts.latch import latch, live_keys, release_cleared
 from alerts.member_store import handled_until, latched_keys
@@ -42,13 +49,12 @@ from alerts.steps import advance, shape
 from alerts.store import Incident, add_event, get_incident, open_incidents
 from monitor.config import EscalationPolicy, Settings
 from monitor.errors import PrimewatchError
+from monitor.storage.isolate import describe, is_rejection
 from monitor.storage.models import IncidentRow
 
 log = logging.getLogger(__name__)
 SEVERITY_RANK = {"ticket": 0, "page": 1}
-EXTERNAL_PREFIX = "external:"
-"""Keys of incidents whose rule lives elsewhere (Alertmanager): they open, update and
-resolve only through `receive_external`, never by the evaluation tick."""
+_INSERT_INCIDENT = insert(IncidentRow).returning(IncidentRow.id)
 MACHINE_RESOLVERS = frozenset({"auto", "alertmanager"})
 """Who resolves without being a person: their resolves never latch."""
 
@@ -59,6 +65,12 @@ class IncidentError(PrimewatchError):
 
 class IncidentNotFound(IncidentError):
     pass
+
+
+def _storage_down(outcome: ExternalOutcome, exc: BaseException) -> ExternalOutcome:
+    outcome.unavailable = describe(exc)
+    log.warning("storage failed while storing external alerts: %s", outcome.unavailable)
+    return outcome
 
 
 class IncidentManager:
@@ -120,35 +132,69 @@ class IncidentManager:
         self.escalate_due(now, silences)
 
     def receive_external(self, firing: Sequence[ActiveAlert], resolved: Sequence[str],
-                         now: float) -> list[int]:
-        """Alerts from another rule engine (Alertmanager's webhook): firing ones open or
-        update their incident (keys get EXTERNAL_PREFIX), resolved keys resolve theirs.
-        Returns the ids of the incidents touched."""
-        silences = list_silences(self._engine, now)
+                         now: float) -> ExternalOutcome:
+        """Alerts from another rule engine (a chunk of Alertmanager's webhook): firing
+        ones open or update their incident (keys get EXTERNAL_PREFIX), resolved keys
+        resolve theirs, in one transaction. Should that fail, each alert is stored on
+        its own, unless storage is down (`alerts/external.py`)."""
+        batch = ExternalBatch.of(firing, resolved)
+        outcome = ExternalOutcome()
+        try:
+            silences = list_silences(self._engine, now)
+        except SQLAlchemyError as exc:
+            return _storage_down(outcome, exc)
+        try:
+            self._store_external(batch, silences, now, outcome)
+            return outcome
+        except Exception as exc:  # boundary: judged here, never lost
+            if is_outage(exc):
+                return _storage_down(outcome, exc)
+            log.warning("%d external alerts failed together (%s): storing them one by one",
+                        len(batch.keys), describe(exc))
+        for single in batch.singles():
+            try:
+                self._store_external(single, silences, now, outcome)
+            except Exception as exc:  # boundary: one alert must not stop the others
+                if is_outage(exc):
+                    return _storage_down(outcome, exc)
+                [key] = single.keys
+                outcome.failed[key] = failure_reason(exc)
+                log.warning("external alert %s not stored: %s", key, outcome.failed[key],
+                            exc_info=not is_rejection(exc))
+        return outcome
+
+    def _store_external(self, batch: ExternalBatch, silences: Sequence[Silence], now: float,
+                        outcome: ExternalOutcome) -> None:
+        """`batch` in one transaction, then what follows a commit (log lines, drafts)."""
+        opened: list[tuple[int, ActiveAlert]] = []
+        resolved: list[int] = []
         touched: list[int] = []
-        with self._engine.connect() as connection:
-            current = {i.key: i for i in open_incidents(connection)}
-        for alert in firing:
-            key = alert.key if alert.key.startswith(EXTERNAL_PREFIX) \
-                else EXTERNAL_PREFIX + alert.key
-            alert = replace(alert, key=key)
-            if key in current:
-                self._update(current[key], alert, now)
-                touched.append(current[key].id)
-            elif silenced_by(silences, alert.labels, now) is None:
-                new_id = self._open(alert, now)
-                opened = get_incident(self._engine, new_id)
-                if opened is not None:  # a repeat of the key later in this body updates it
-                    current[key] = opened
-                touched.append(new_id)
-        for raw in resolved:
-            key = raw if raw.startswith(EXTERNAL_PREFIX) else EXTERNAL_PREFIX + raw
-            incident = current.get(key)
-            if incident is not None and not incident.manual_resolve:
-                self.resolve(incident.id, "alertmanager", now,
-                             reason="Alertmanager reported the alert resolved")
-                touched.append(incident.id)
-        return touched
+        with self._engine.begin() as connection:
+            current = {i.key: i for i in open_incidents(connection, batch.keys)}
+            for key, alert in batch.firing.items():
+                incident = current.get(key)
+                if incident is not None:
+                    self._update_in(connection, incident, alert, now)
+                    touched.append(incident.id)
+                elif silenced_by(silences, alert.labels, now) is None:
+                    new_id = self._open_in(connection, alert, now)
+                    opened.append((new_id, alert))
+                    touched.append(new_id)
+            for key in batch.resolved:
+                incident = current.get(key)
+                if incident is not None and not incident.manual_resolve:
+                    _, changed = self._resolve_in(
+                        connection, incident.id, "alertmanager", now,
+                        "Alertmanager reported the alert resolved")
+                    if changed:
+                        resolved.append(incident.id)
+                    touched.append(incident.id)
+        outcome.touched.extend(touched)
+        outcome.stored.update(batch.keys)
+        for new_id, alert in opened:
+            self._log_opened(new_id, alert)
+        for incident_id in resolved:
+            self._after_resolve(incident_id, "alertmanager", now)
 
     def escalate_due(self, now: float, silences: Sequence[Silence] | None = None) -> None:
         if silences is None:
@@ -179,6 +225,13 @@ class IncidentManager:
     # -- opening, updating, clearing ----------------------------------------------
 
     def _open(self, alert: ActiveAlert, now: float) -> int:
+        with self._engine.begin() as connection:
+            new_id = self._open_in(connection, alert, now)
+        self._log_opened(new_id, alert)
+        return new_id
+
+    def _open_in(self, connection: Connection, alert: ActiveAlert, now: float) -> int:
+        """Open the incident and run its first due step, in the caller's transaction."""
         policy = route(self._settings.alerting.policies, alert.labels, alert.severity)
         first = policy.steps[0].after if policy is not None else 0.0
         values: dict[str, Any] = dict(
@@ -195,22 +248,33 @@ class IncidentManager:
             paging = [p for p in alert.parts if p.severity == "page"]
             values.update(paged_at=now, page_impact_started_at=page_impact_start(
                 paging, (), now))
-        with self._engine.begin() as connection:
-            new_id = int(connection.execute(insert(IncidentRow).values(**values)
-                                            .returning(IncidentRow.id)).scalar_one())
-            add_members(connection, new_id, alert, now)
-            text = f"Incident opened ({alert.severity}): {alert.summary}"
-            add_event(connection, new_id, now, "opened", text,
-                      {"severity": alert.severity, "burn_rate": alert.burn_rate})
-            if policy is None:
-                add_event(connection, new_id, now, "unrouted",
-                          "No escalation policy is configured: nobody is notified")
-        log.warning("incident %d opened: %s", new_id, alert.title,
-                    extra={"incident": new_id, "slo": alert.slo, "target": alert.target})
-        self._run_due_steps(new_id, now)
+        # Values as parameters, not `.values(...)`: one cached statement for every
+        # incident instead of a new one to build and key each time (a third of the cost
+        # of opening thousands of incidents from one Alertmanager post).
+        new_id = int(connection.execute(_INSERT_INCIDENT, values).scalar_one())
+        add_members(connection, new_id, alert, now)
+        text = f"Incident opened ({alert.severity}): {alert.summary}"
+        add_event(connection, new_id, now, "opened", text,
+                  {"severity": alert.severity, "burn_rate": alert.burn_rate})
+        if policy is None:
+            add_event(connection, new_id, now, "unrouted",
+                      "No escalation policy is configured: nobody is notified")
+        self._due_steps_in(connection, new_id, now)
         return new_id
 
+    @staticmethod
+    def _log_opened(incident_id: int, alert: ActiveAlert) -> None:
+        log.warning("incident %d opened: %s", incident_id, alert.title,
+                    extra={"incident": incident_id, "slo": alert.slo, "target": alert.target})
+
     def _update(self, incident: Incident, alert: ActiveAlert, now: float) -> None:
+        with self._engine.begin() as connection:
+            self._update_in(connection, incident, alert, now)
+
+    def _update_in(self, connection: Connection, incident: Incident, alert: ActiveAlert,
+                   now: float) -> None:
+        """Bring the incident up to date with its firing group, in the caller's
+        transaction; a raised severity runs the restarted escalation's first step."""
         changes: dict[str, Any] = {}
         events: list[tuple[str, str]] = []
         if alert.burn_rate is not None and (incident.peak_burn_rate is None
@@ -250,31 +314,30 @@ class IncidentManager:
                            ack_deadline=None)
             events.append(("severity", f"Page condition cleared; still firing at "
                                        f"{alert.severity} severity, escalation stopped"))
-        with self._engine.begin() as connection:
-            members = sync_members(connection, incident, alert, now)
-            changes.update(detection_changes(incident, alert, members.paging, now))
-            if members.membership_changed:
-                events.append(("members", members.describe()))
-            if changes or events:
-                changes["updated_at"] = now
-                connection.execute(update(IncidentRow).where(IncidentRow.id == incident.id)
-                                   .values(**changes))
-            for kind, text in events:
-                add_event(connection, incident.id, now, kind, text)
-            if upgrade or downgrade or members.membership_changed:
-                fresh = get_incident(connection, incident.id)
-                assert fresh is not None
-                if upgrade:
-                    self._out.notify_known(connection, fresh, "update",
-                                           f"severity:{now:.0f}", now)
-                else:  # the first message shows the new causes; no thread reply
-                    note = members.describe() if members.membership_changed else \
-                        f"Now {alert.severity}"
-                    self._out.notify_known(connection, fresh, "update",
-                                           f"members:{now:.0f}", now, note=note,
-                                           in_place=True)
+        members = sync_members(connection, incident, alert, now)
+        changes.update(detection_changes(incident, alert, members.paging, now))
+        if members.membership_changed:
+            events.append(("members", members.describe()))
+        if changes or events:
+            changes["updated_at"] = now
+            connection.execute(update(IncidentRow).where(IncidentRow.id == incident.id)
+                               .values(**changes))
+        for kind, text in events:
+            add_event(connection, incident.id, now, kind, text)
+        if upgrade or downgrade or members.membership_changed:
+            fresh = get_incident(connection, incident.id)
+            assert fresh is not None
+            if upgrade:
+                self._out.notify_known(connection, fresh, "update",
+                                       f"severity:{now:.0f}", now)
+            else:  # the first message shows the new causes; no thread reply
+                note = members.describe() if members.membership_changed else \
+                    f"Now {alert.severity}"
+                self._out.notify_known(connection, fresh, "update",
+                                       f"members:{now:.0f}", now, note=note,
+                                       in_place=True)
         if upgrade:
-            self._run_due_steps(incident.id, now)
+            self._due_steps_in(connection, incident.id, now)
 
     def _cleared(self, incident: Incident, now: float, reason: str | None = None) -> None:
         """The incident's group stopped firing, or fires only on what it handled."""
@@ -298,19 +361,22 @@ class IncidentManager:
         """Run the step whose time has come. After a restart or a silence several may
         be overdue: each channel any of them names is notified once, not once per step."""
         with self._engine.begin() as connection:
-            incident = get_incident(connection, incident_id)
-            if incident is None or incident.status != "triggered" \
-                    or incident.next_escalation_at is None \
-                    or incident.next_escalation_at > now:
-                return
-            policy = self._policy(incident)
-            if policy is None:
-                connection.execute(update(IncidentRow).where(IncidentRow.id == incident_id)
-                                   .values(next_escalation_at=None))
-                add_event(connection, incident_id, now, "unrouted",
-                          f"Escalation policy {incident.policy!r} no longer exists")
-                return
-            self._run_steps(connection, incident, policy, now)
+            self._due_steps_in(connection, incident_id, now)
+
+    def _due_steps_in(self, connection: Connection, incident_id: int, now: float) -> None:
+        incident = get_incident(connection, incident_id)
+        if incident is None or incident.status != "triggered" \
+                or incident.next_escalation_at is None \
+                or incident.next_escalation_at > now:
+            return
+        policy = self._policy(incident)
+        if policy is None:
+            connection.execute(update(IncidentRow).where(IncidentRow.id == incident_id)
+                               .values(next_escalation_at=None))
+            add_event(connection, incident_id, now, "unrouted",
+                      f"Escalation policy {incident.policy!r} no longer exists")
+            return
+        self._run_steps(connection, incident, policy, now)
 
     def _run_steps(self, connection: Connection, incident: Incident, policy: EscalationPolicy,
                    now: float) -> None:
@@ -395,21 +461,33 @@ class IncidentManager:
     def resolve(self, incident_id: int, by: str, now: float, *,
                 reason: str | None = None) -> Incident:
         with self._engine.begin() as connection:
-            incident = self._get(connection, incident_id)
-            if incident.status == "resolved":
-                return incident
-            connection.execute(update(IncidentRow).where(IncidentRow.id == incident_id).values(
-                status="resolved", resolved_at=now, resolved_by=by[:100], open_key=None,
-                next_escalation_at=None, ack_deadline=None, updated_at=now))
-            text = reason or f"Resolved by {by}"
-            add_event(connection, incident_id, now, "resolved", text, {"by": by})
-            mark_handled(connection, incident, self._settings, now)
-            if by not in MACHINE_RESOLVERS and incident.cleared_at is None \
-                    and not incident.key.startswith(EXTERNAL_PREFIX):
-                latch(connection, incident_id, now)
-            fresh = self._get(connection, incident_id)
-            # Every channel that heard of it hears it resolved, silenced or not.
-            self._out.notify_known(connection, fresh, "resolve", "resolve", now, note=text)
+            fresh, changed = self._resolve_in(connection, incident_id, by, now, reason)
+        if changed:
+            self._after_resolve(incident_id, by, now)
+        return fresh
+
+    def _resolve_in(self, connection: Connection, incident_id: int, by: str, now: float,
+                    reason: str | None) -> tuple[Incident, bool]:
+        """Resolve in the caller's transaction; the incident, and False if it already was."""
+        incident = self._get(connection, incident_id)
+        if incident.status == "resolved":
+            return incident, False
+        connection.execute(update(IncidentRow).where(IncidentRow.id == incident_id).values(
+            status="resolved", resolved_at=now, resolved_by=by[:100], open_key=None,
+            next_escalation_at=None, ack_deadline=None, updated_at=now))
+        text = reason or f"Resolved by {by}"
+        add_event(connection, incident_id, now, "resolved", text, {"by": by})
+        mark_handled(connection, incident, self._settings, now)
+        if by not in MACHINE_RESOLVERS and incident.cleared_at is None \
+                and not incident.key.startswith(EXTERNAL_PREFIX):
+            latch(connection, incident_id, now)
+        fresh = self._get(connection, incident_id)
+        # Every channel that heard of it hears it resolved, silenced or not.
+        self._out.notify_known(connection, fresh, "resolve", "resolve", now, note=text)
+        return fresh, True
+
+    def _after_resolve(self, incident_id: int, by: str, now: float) -> None:
+        """What follows a resolution's commit: the log line and the post-mortem draft."""
         log.warning("incident %d resolved by %s", incident_id, by,
                     extra={"incident": incident_id})
         if self._on_resolved is not None:
@@ -417,7 +495,6 @@ class IncidentManager:
                 self._on_resolved(incident_id, now)
             except Exception:  # boundary: a failed draft must not undo the resolution
                 log.exception("post-mortem draft for incident %d failed", incident_id)
-        return fresh
 
     def silence(self, incident_id: int, by: str, seconds: float, now: float,
                 comment: str = "") -> Silence:
@@ -429,7 +506,10 @@ class IncidentManager:
             [Matcher("alertname", incident.labels.get("alertname", incident.kind))]
         silence = create_silence(self._engine, matchers, starts_at=now, ends_at=now + seconds,
                                  created_by=by, comment=comment or
-                                 f"silenced from incident {incident_id}", now=now)
+                                 f"silenced from incident {incident_id}", now=now,
+                                 repeatable=False)
+        if silence.replayed:
+            return silence  # a replayed press: its silence and timeline entry exist
         with self._engine.begin() as connection:
             add_event(connection, incident_id, now, "silenced",
                       f"Silenced by {by} for {seconds / 60:.0f} min (silence {silence.id})",

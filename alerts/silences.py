@@ -1,14 +1,15 @@
 """Silences (Alertmanager's model): label matchers and a time span; a matching alert
 opens no incident and an open incident it matches notifies nobody until it ends.
 
-Creating one is idempotent over a short window (`REPEAT_WINDOW`), see `create_silence`.
+Creating one from an incident (Slack's "Silence 1h", `repeatable=False`) is idempotent
+over a short window (`REPEAT_WINDOW`), see `create_silence`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from sqlalchemy import Connection, Engine, false, insert, select, text, update
@@ -84,6 +85,8 @@ class Silence:
     created_by: str
     comment: str
     created_at: float
+    replayed: bool = field(default=False, compare=False)
+    """True when `create_silence` answered an identical earlier request with this one."""
 
     def active(self, now: float) -> bool:
         return self.starts_at <= now < self.ends_at
@@ -110,8 +113,13 @@ def _from_row(row: Any) -> Silence:
 
 
 def create_silence(engine: Engine, matchers: Sequence[Matcher], *, starts_at: float,
-                   ends_at: float, created_by: str, comment: str, now: float) -> Silence:
-    """Store a silence, or answer the one an identical request made moments ago.
+                   ends_at: float, created_by: str, comment: str, now: float,
+                   repeatable: bool = True) -> Silence:
+    """Store a silence; with `repeatable=False`, answer instead the one an identical
+    request made moments ago.
+
+    The REST API stores every silence it is sent, as Alertmanager's does (a client may
+    mean two). A button press is different: the same press arrives again as a replay.
 
     Identical: same matchers, author, comment and duration, starting at most
     `REPEAT_WINDOW` after that silence, which was created within the window and is still
@@ -131,10 +139,11 @@ def create_silence(engine: Engine, matchers: Sequence[Matcher], *, starts_at: fl
               "ends_at": ends_at, "created_by": created_by[:100], "comment": comment[:1000],
               "created_at": now}
     with engine.begin() as connection:
-        _one_writer_at_a_time(connection)
-        earlier = _same_request(connection, tuple(matchers), values, now)
-        if earlier is not None:
-            return earlier
+        if not repeatable:
+            _one_writer_at_a_time(connection)
+            earlier = _same_request(connection, tuple(matchers), values, now)
+            if earlier is not None:
+                return replace(earlier, replayed=True)
         new_id = connection.execute(insert(SilenceRow).values(**values)
                                     .returning(SilenceRow.id)).scalar_one()
     return Silence(int(new_id), tuple(matchers), starts_at, ends_at, values["created_by"],

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, or_, select
+from sqlalchemy import Connection, Engine, bindparam, func, insert, or_, select
 
 from alerts.member_store import IncidentMember, incident_ids_with_slo, load_members
 from monitor.storage.models import IncidentEventRow, IncidentRow, IncidentThreadRow
@@ -97,14 +97,18 @@ def with_members(connection: Connection, rows: Sequence[Any]) -> list[Incident]:
     return [to_incident(row, members.get(int(row.id), ())) for row in rows]
 
 
+_BY_ID = select(*incident_columns()).where(IncidentRow.id == bindparam("incident_id"))
+"""Built once: building and keying this select cost more than running it."""
+
+
 def get_incident(connection: Connection | Engine, incident_id: int) -> Incident | None:
-    query = select(*incident_columns()).where(IncidentRow.id == incident_id)
+    params = {"incident_id": incident_id}
     if isinstance(connection, Engine):
         with connection.connect() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(_BY_ID, params).all()
             found = with_members(conn, rows)
     else:
-        found = with_members(connection, connection.execute(query).all())
+        found = with_members(connection, connection.execute(_BY_ID, params).all())
     return found[0] if found else None
 
 
@@ -123,9 +127,13 @@ def list_incidents(engine: Engine, *, status: str | None = None, limit: int = 50
         return with_members(connection, rows), total
 
 
-def open_incidents(connection: Connection) -> list[Incident]:
+def open_incidents(connection: Connection, keys: Collection[str] | None = None
+                   ) -> list[Incident]:
+    """Every open incident, or those open under one of `keys`."""
     query = (select(*incident_columns()).where(IncidentRow.status != "resolved")
              .order_by(IncidentRow.id))
+    if keys is not None:
+        query = query.where(IncidentRow.open_key.in_(list(keys)))
     return with_members(connection, connection.execute(query).all())
 
 
@@ -154,10 +162,13 @@ def timeline(connection: Connection | Engine, incident_id: int) -> list[Timeline
     return [TimelineEvent(r.at, r.kind, r.text, dict(r.data or {})) for r in rows]
 
 
+_INSERT_EVENT = insert(IncidentEventRow)
+
+
 def add_event(connection: Connection, incident_id: int, at: float, kind: str, text: str,
               data: dict[str, Any] | None = None) -> None:
-    connection.execute(insert(IncidentEventRow).values(
-        incident_id=incident_id, at=at, kind=kind, text=text[:1000], data=data or {}))
+    connection.execute(_INSERT_EVENT, {"incident_id": incident_id, "at": at, "kind": kind,
+                                       "text": text[:1000], "data": data or {}})
 
 
 def postmortem_text(engine: Engine, incident_id: int) -> str | None:

@@ -448,9 +448,22 @@ class SilenceExpired(SilenceView):
 # -- webhooks -----------------------------------------------------------------------
 
 
+class AlertmanagerRejection(BaseModel):
+    """One alert of a post that was not stored, and why."""
+
+    index: int = Field(description="its position in the post's `alerts`")
+    reason: str
+
+
 class AlertmanagerReceipt(BaseModel):
+    """Each alert of a post is stored or refused on its own."""
+
     incidents: list[int] = Field(description="ids of the incidents opened, updated or "
                                              "resolved")
+    accepted: int = Field(description="alerts stored (or with nothing to change)")
+    rejected: int = Field(description="alerts refused: malformed, or refused by the database")
+    rejections: list[AlertmanagerRejection] = Field(
+        description="the first 100 refused alerts, by position")
 
 
 class SlackReply(BaseModel):

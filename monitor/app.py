@@ -70,7 +70,8 @@ def create_app(settings: Settings, engine: Engine, *, clock: Clock | None = None
     server, limits = settings.server, limits_clock or MonotonicClock()
     app.state.failed_auth = FailedAuthLimiter(server.failed_auth.max_failures,
                                               server.failed_auth.window, limits)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=server.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=server.max_body_bytes,
+                       routes=api_alertmanager.body_limits(server))
     app.add_middleware(ApiReadsNeedReader)
     app.add_middleware(RateLimitMiddleware, bucket=TokenBucket(
         server.rate_limit.requests_per_second, server.rate_limit.burst, limits))

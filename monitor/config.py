@@ -134,6 +134,18 @@ def _ip_or_network(value: str) -> str:
     return value.strip()
 
 
+class AlertmanagerLimits(StrictModel):
+    """How much one post to Alertmanager's webhook (`POST /api/v1/alertmanager`) may
+    carry; beyond either limit the post gets a 413 naming it."""
+
+    max_body_bytes: ByteSize = Field(default=16 * 1024**2, ge=1024)
+    """Largest body accepted there, instead of `server.max_body_bytes`: a group of
+    10,000 alerts is about 6-16 MiB."""
+    max_alerts: int = Field(default=10_000, ge=1, le=1_000_000)
+    """Alerts per post; set Alertmanager's `max_alerts` to this or less (it then sends
+    the rest as `truncatedAlerts`, which is logged)."""
+
+
 class ServerSection(StrictModel):
     """Where the web server listens, how links to it are built, and who may call it."""
 
@@ -145,6 +157,7 @@ class ServerSection(StrictModel):
     failed_auth: FailedAuthLimit = Field(default_factory=FailedAuthLimit)
     max_body_bytes: ByteSize = Field(default=1024 * 1024, ge=1024)
     """Largest request body accepted (413 beyond); `1MiB`, `512KiB` or bytes."""
+    alertmanager: AlertmanagerLimits = Field(default_factory=AlertmanagerLimits)
     trusted_proxies: list[Annotated[str, AfterValidator(_ip_or_network)]] = Field(
         default_factory=list)
     """Peers (IPs or CIDRs) whose X-Forwarded-For names the client; none by default, so

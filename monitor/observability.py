@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -27,14 +28,18 @@ from monitor.errors import ConfigError, ConfigProblem
 if TYPE_CHECKING:
     from monitor.config import Settings
 
-__all__ = ["EXTRA_FIELDS", "JsonFormatter", "LogFormat", "configure_logging",
-           "init_sentry", "report_exception"]
+__all__ = ["EXTRA_FIELDS", "JsonFormatter", "LogFormat", "TextFormatter", "configure_logging",
+           "init_sentry", "one_line", "report_exception"]
 
 LogFormat = Literal["text", "json"]
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 EXTRA_FIELDS = ("target", "slo", "incident")
 """`extra=` keys copied into JSON lines, so log search can filter by what a line is about."""
 _HANDLER_NAME = "primewatch"
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+"""Characters that end a line or drive a terminal: every C0 and C1 control but tab,
+DEL, and the Unicode line and paragraph separators."""
+_NAMED = {"\n": "\\n", "\r": "\\r"}
 
 
 # -- Sentry -----------------------------------------------------------------------------
@@ -138,6 +143,32 @@ def report_exception(exc: BaseException) -> None:
 # -- logging ----------------------------------------------------------------------------
 
 
+def one_line(text: str) -> str:
+    """`text` with its control characters escaped (`\\n`, `\\r`, `\\x1b`, `\\u2028`)."""
+    return text if _CONTROL.search(text) is None else _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100
+                                else f"\\u{ord(char):04x}")
+
+
+class TextFormatter(logging.Formatter):
+    """`TEXT_FORMAT`, one line per record: a message quotes text from outside (an
+    Alertmanager summary, a probed endpoint's error), and a newline in it followed by a
+    timestamp would read as a record of its own (a forged line), an escape sequence
+    would drive the reader's terminal. So control characters in the line are escaped
+    (`one_line`); a traceback (`exc_info`, `stack_info`) still follows on lines of its
+    own, as before. JSON lines need none of this: `json.dumps` escapes them."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return one_line(super().formatMessage(record))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time (UTC, ISO 8601), level, logger, message, the
     EXTRA_FIELDS given with `extra=`, and the traceback as `exception`. Log shippers
@@ -179,7 +210,7 @@ def configure_logging(format: LogFormat = "text", level: int | str = logging.INF
         old.close()
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(_HANDLER_NAME)
-    handler.setFormatter(JsonFormatter() if format == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if format == "json" else TextFormatter())
     root.addHandler(handler)
     root.setLevel(level)
     return handler

@@ -31,13 +31,15 @@ URL = "/api/v1/alertmanager"
 FINGERPRINT = "5f1b2c3d4e5f6a7b"
 
 
-def settings() -> Settings:
+def settings(**server: Any) -> Settings:
     """Pages for team=platform go to `platform`; tickets to `tickets`; the rest `default`.
-    Channels point at a closed port: the outbox does not run, only queues."""
+    Channels point at a closed port: the outbox does not run, only queues. `server`
+    adds to the server section (limits)."""
     hook = "http://127.0.0.1:1/"
     return Settings.model_validate({
         "server": {"tokens": [{"name": "alertmanager", "token": WRITE, "scope": "write"},
-                              {"name": "viewer", "token": READ, "scope": "read"}]},
+                              {"name": "viewer", "token": READ, "scope": "read"}],
+                   **server},
         "targets": [{"name": "api", "type": "http", "url": hook}],
         "slos": [{"name": "api-up", "target": "api", "sli": "availability",
                   "objective": 99, "window": "1d"}],
@@ -128,6 +130,12 @@ def api(tmp_path: Path) -> Iterator[Api]:
         engine.dispose()
 
 
+def receipt(*incidents: int, accepted: int = 1) -> dict[str, Any]:
+    """The answer to a post whose alerts were all stored."""
+    return {"incidents": list(incidents), "accepted": accepted, "rejected": 0,
+            "rejections": []}
+
+
 def opened(api: Api, body: dict[str, Any]) -> int:
     response = api.send(body)
     assert response.status_code == 200, response.text
@@ -177,7 +185,7 @@ def test_the_same_alert_again_updates_the_open_incident(api: Api) -> None:
     first = opened(api, webhook(am_alert()))
     api.clock.advance(300)
     for _ in range(3):
-        assert api.send(webhook(am_alert())).json() == {"incidents": [first]}
+        assert api.send(webhook(am_alert())).json() == receipt(first)
     assert api.incident_count() == 1
     assert api.notifications(first) == [("trigger", "platform-hook")]
     assert [e["kind"] for e in api.incident(first)["timeline"]] == ["opened", "escalated"]
@@ -229,7 +237,7 @@ def test_a_resolved_alert_resolves_its_incident_with_a_postmortem(api: Api) -> N
     incident_id = opened(api, webhook(am_alert()))
     api.clock.advance(18 * 60)
     response = api.send(webhook(am_alert("resolved")))
-    assert response.json() == {"incidents": [incident_id]}
+    assert response.json() == receipt(incident_id)
     incident = api.incident(incident_id)
     assert (incident["status"], incident["resolved_by"]) == ("resolved", "alertmanager")
     assert incident["timeline"][-2]["text"] == "Alertmanager reported the alert resolved"
@@ -238,11 +246,11 @@ def test_a_resolved_alert_resolves_its_incident_with_a_postmortem(api: Api) -> N
     assert draft.status_code == 200
     assert draft.headers["content-type"].startswith("text/markdown")
     assert "API 5xx ratio above 5%" in draft.text
-    assert api.send(webhook(am_alert("resolved"))).json() == {"incidents": []}
+    assert api.send(webhook(am_alert("resolved"))).json() == receipt()
 
 
 def test_a_resolved_alert_nobody_saw_firing_changes_nothing(api: Api) -> None:
-    assert api.send(webhook(am_alert("resolved"))).json() == {"incidents": []}
+    assert api.send(webhook(am_alert("resolved"))).json() == receipt()
     assert api.incident_count() == 0
 
 
@@ -279,15 +287,33 @@ def test_garbage_is_a_422(api: Api) -> None:
     ({"version": "3"}, "body.version"),
     ({"alerts": "everything"}, "body.alerts"),
     ({"status": "pending"}, "body.status"),
-    ({"alerts": [{"status": "firing", "labels": {}}]}, "body.alerts.0.startsAt"),
-    ({"alerts": [{**am_alert(), "status": "flapping"}]}, "body.alerts.0.status"),
-    ({"alerts": [{**am_alert(), "fingerprint": "../../x y"}]}, "body.alerts.0.fingerprint"),
-    ({"alerts": [{**am_alert(), "labels": {"severity": 5}}]}, "body.alerts.0.labels.severity"),
+    ({"groupLabels": {"alertname": 5}}, "body.groupLabels.alertname"),
 ])
-def test_an_invalid_body_gets_422_naming_the_field(api: Api, change: dict[str, Any],
-                                                   location: str) -> None:
+def test_an_invalid_envelope_gets_422_naming_the_field(api: Api, change: dict[str, Any],
+                                                       location: str) -> None:
     response = api.send({**webhook(am_alert()), **change})
     assert response.status_code == 422, response.text
     details = response.json()["error"]["details"]
     assert location in [d["location"] for d in details], details
     assert api.incident_count() == 0
+
+
+@pytest.mark.parametrize(("alert", "reason"), [
+    ({"status": "firing", "labels": {}}, "startsAt: Field required"),
+    ({**am_alert(), "status": "flapping"}, "status: Input should be 'firing' or 'resolved'"),
+    ({**am_alert(), "fingerprint": "../../x y"}, "fingerprint: String should match pattern"),
+    ({**am_alert(), "labels": {"severity": 5}}, "labels.severity: Input should be a valid"),
+    ("not an alert", "alert: Input should be a valid dictionary"),
+])
+def test_an_invalid_alert_is_refused_alone_naming_the_field(
+        api: Api, alert: Any, reason: str) -> None:
+    """Alertmanager never retries a 4xx: a 422 for the whole post would lose its other
+    alerts for good. The bad one is listed by position; the answer is still a 200."""
+    response = api.send(webhook(am_alert(fingerprint="before"), alert,
+                                am_alert(fingerprint="after")))
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    assert (answer["accepted"], answer["rejected"]) == (2, 1)
+    [refused] = answer["rejections"]
+    assert refused["index"] == 1 and refused["reason"].startswith(reason), refused
+    assert api.incident_count() == 2

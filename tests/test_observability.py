@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import io
 import json
 import logging
 import subprocess
@@ -16,6 +17,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -39,14 +41,17 @@ from monitor.errors import ConfigError
 from monitor.metrics import Metrics
 from monitor.observability import (
     JsonFormatter,
+    TextFormatter,
     configure_logging,
     init_sentry,
+    one_line,
     report_exception,
 )
 from monitor.scheduler import ProbeScheduler, ScheduledTarget
 from monitor.storage.engine import make_engine, upgrade
 from probes.base import ProbeResult
 from probes.http import HttpTarget
+from tests import test_alertmanager as alertmanager
 from tests.conftest import make_settings
 from tests.servers import RouteServer, route_server, send, serve_asgi
 
@@ -347,6 +352,93 @@ def test_the_incident_opened_log_names_the_incident(sqlite_engine: Engine,
     (record,) = [r for r in caplog.records if "opened" in r.getMessage()]
     line = json.loads(JsonFormatter().format(record))
     assert (line["incident"], line["slo"], line["target"]) == (1, "api-availability", "api")
+
+
+# -- one record, one line ------------------------------------------------------------------
+
+FORGED = "ERROR forged: admin logged in from 10.0.0.1"
+"""Text an attacker puts after a newline, hoping it reads as a record of its own."""
+
+
+@contextmanager
+def logged(formatter: logging.Formatter, logger: str = "") -> Iterator[io.StringIO]:
+    """What a real StreamHandler with `formatter` writes for `logger` (root: every
+    record, from any thread) at INFO, while the block runs."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    target = logging.getLogger(logger)
+    level = target.level
+    target.addHandler(handler)
+    target.setLevel(logging.INFO)
+    try:
+        yield stream
+    finally:
+        target.removeHandler(handler)
+        target.setLevel(level)
+
+
+def test_a_text_record_is_one_line_whatever_its_message_holds() -> None:
+    with logged(TextFormatter(), "tests.forged") as stream:
+        logging.getLogger("tests.forged").warning(
+            "summary: %s", f"API down\n2026-12-08 10:00:00,000 {FORGED}\r\x1b[2J\u2028\x85 end")
+    (line,) = stream.getvalue().splitlines()
+    assert line.endswith(" WARNING tests.forged: summary: API down\\n2026-12-08 10:00:00,000 "
+                         f"{FORGED}\\r\\x1b[2J\\u2028\\x85 end")
+    assert one_line("tab\tand plain text stay") == "tab\tand plain text stay"
+
+
+def test_a_traceback_still_follows_on_lines_of_its_own() -> None:
+    with logged(TextFormatter(), "tests.forged") as stream:
+        try:
+            1 / 0  # noqa: B018
+        except ZeroDivisionError:
+            logging.getLogger("tests.forged").exception("probe %s raised", f"api\n{FORGED}")
+    lines = stream.getvalue().splitlines()
+    assert lines[0].endswith(f" ERROR tests.forged: probe api\\n{FORGED} raised")
+    assert lines[1] == "Traceback (most recent call last):"
+    assert lines[-1] == "ZeroDivisionError: division by zero"
+    assert not any(line.startswith(FORGED) for line in lines)
+
+
+def test_alertmanager_text_cannot_forge_a_log_line(tmp_path: Path) -> None:
+    """The whole way: a summary and a receiver name with newlines, posted to the real
+    app, logged by the service's own loggers (in uvicorn's thread and a worker thread)
+    through a real handler. Text lines escape them; JSON lines keep them, escaped by
+    JSON itself."""
+    alert = alertmanager.am_alert()
+    alert["annotations"]["summary"] = f"API down\n{FORGED}"
+    body = {**alertmanager.webhook(alert), "receiver": f"am\r\n{FORGED}"}
+    engine = make_engine(f"sqlite:///{tmp_path / 'primewatch.db'}")
+    upgrade(engine)
+    app = create_app(alertmanager.settings(), engine, clock=FakeClock(alertmanager.T0),
+                     metrics=Metrics(CollectorRegistry()), run_background=False)
+    try:
+        with serve_asgi(app) as url, httpx.Client(base_url=url) as client, \
+                logged(TextFormatter()) as text, logged(JsonFormatter()) as json_lines:
+            response = client.post(alertmanager.URL, json=body, headers=alertmanager.AUTH)
+            assert response.status_code == 200, response.text
+    finally:
+        engine.dispose()
+    lines = text.getvalue().splitlines()
+    assert any(line.endswith(f"incident 1 opened: API down\\n{FORGED}") for line in lines)
+    assert any(f"Alertmanager webhook from am\\r\\n{FORGED}" in line for line in lines)
+    assert not any(line.startswith(FORGED) for line in lines), lines
+    messages = [json.loads(line)["message"] for line in json_lines.getvalue().splitlines()]
+    assert f"incident 1 opened: API down\n{FORGED}" in messages
+
+
+def test_configure_logging_text_escapes_control_characters() -> None:
+    code = f"""
+import logging
+from monitor.observability import configure_logging
+configure_logging("text")
+logging.getLogger("primewatch").warning("got %s", "x\\n{FORGED}")
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60, check=True)
+    (line,) = done.stderr.splitlines()
+    assert line.endswith(f" WARNING primewatch: got x\\n{FORGED}")
 
 
 # -- the command line ----------------------------------------------------------------------

@@ -135,6 +135,8 @@ def test_a_replayed_silence_press_makes_one_silence(api: Api) -> None:
     assert {a.json()["text"] for a in answers} == {
         f"Silenced incident #{api.ids['c']} for 1h (silence {silence['id']})"}
     assert silence["ends_at"] - silence["starts_at"] == 3600
+    timeline = api.client.get(f"/api/v1/incidents/{api.ids['c']}", headers=AUTH).json()
+    assert [e["kind"] for e in timeline["timeline"]].count("silenced") == 1
 
 
 def test_replays_racing_each_other_make_one_silence(api: Api) -> None:
@@ -184,7 +186,8 @@ def test_identical_silences_created_together_are_stored_once(engine: Engine) -> 
         start.wait()
         made.append(create_silence(engine, [Matcher("slo", "c")], starts_at=now,
                                    ends_at=now + 3600, created_by="alice (Slack)",
-                                   comment="silenced from incident 3", now=now).id)
+                                   comment="silenced from incident 3", now=now,
+                                   repeatable=False).id)
 
     threads = [threading.Thread(target=create) for _ in range(8)]
     for thread in threads:
@@ -198,5 +201,10 @@ def test_identical_silences_created_together_are_stored_once(engine: Engine) -> 
                            ("alice (Slack)", 1, "d")]:
         create_silence(engine, [Matcher("slo", slo)], starts_at=now,
                        ends_at=now + hours * 3600, created_by=by,
-                       comment="silenced from incident 3", now=now)
+                       comment="silenced from incident 3", now=now, repeatable=False)
     assert len(list_silences(engine, now)) == 4
+    # The REST API stores what it is sent, as Alertmanager's does: a second identical
+    # POST is a second silence (only a button press can be a replay).
+    create_silence(engine, [Matcher("slo", "c")], starts_at=now, ends_at=now + 3600,
+                   created_by="alice (Slack)", comment="silenced from incident 3", now=now)
+    assert len(list_silences(engine, now)) == 5

@@ -68,7 +68,7 @@ targets:
   - {{name: api, type: http, url: "{target.url}", interval: 1s, timeout: 500ms,
      down_after: 2}}
 slos:
-  - {{name: api-availability, target: api, sli: availability, objective: 99, window: 1d,
+  - {{name: api-availability, target: api, sli: availability, objective: 99.9, window: 1d,
      alerts: {{min_events: 5}}}}
 alerting:
   evaluate_every: 1s

@@ -22,6 +22,7 @@ from monitor.report import build_report
 from monitor.slo_engine import expected_window_events, probe_rates
 from monitor.storage.engine import make_engine, upgrade
 from probes.base import ProbeResult
+from slo.allowance import allowance
 from tests.conftest import make_settings
 from tests.servers import serve_asgi
 
@@ -80,3 +81,21 @@ def test_a_two_hour_old_slo_shows_one_bounded_budget_everywhere(tmp_path: Path) 
     assert base == pytest.approx(259_200)
     assert share_of_budget(30, base, 0.999) == pytest.approx(1 - expected_left)
     engine.dispose()
+
+
+def test_a_young_probe_slos_base_is_the_schedule_not_its_first_minutes_rate() -> None:
+    """Three minutes into a 30-day SLO probed every 10 s, 19 probes (the first at 0 s)
+    extrapolate 5 % over the schedule; as a base that moved every budget figure minute
+    by minute, so a post-mortem written at the resolve and the incident page read later
+    stated different shares of the same outage. Whole instances keep the schedule's
+    count, and a second region probing doubles it."""
+    period, now = 30 * 86400.0, T0 + 180
+    one_region = allowance(source="schedule", period=period, window_start=now - period,
+                           now=now, first_data_at=T0, total=19, events_per_second=0.1)
+    assert one_region.expected_events == pytest.approx(259_200)
+    later = allowance(source="schedule", period=period, window_start=now + 60 - period,
+                      now=now + 60, first_data_at=T0, total=26, events_per_second=0.1)
+    assert later.expected_events == one_region.expected_events
+    two_regions = allowance(source="schedule", period=period, window_start=now - period,
+                            now=now, first_data_at=T0, total=37, events_per_second=0.1)
+    assert two_regions.expected_events == pytest.approx(2 * 259_200)

@@ -39,10 +39,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import uvicorn
 from prometheus_client import CollectorRegistry
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from in_process import serve_in_thread
+
 from monitor import api_alertmanager
 from monitor.app import create_app
 from monitor.config import Settings
@@ -93,18 +94,10 @@ def served() -> Iterator[str]:
         upgrade(engine)
         app = create_app(settings(), engine, metrics=Metrics(CollectorRegistry()),
                          run_background=False)
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,
-                                               log_level="warning", access_log=False))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
-        port = server.servers[0].sockets[0].getsockname()[1]
         try:
-            yield f"http://127.0.0.1:{port}"
+            with serve_in_thread(app) as url:
+                yield url
         finally:
-            server.should_exit = True
-            thread.join(60)
             engine.dispose()
 
 

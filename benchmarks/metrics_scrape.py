@@ -27,15 +27,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from prometheus_client import CollectorRegistry, generate_latest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from in_process import serve_in_thread
+
 from monitor.app import create_app
 from monitor.config import Settings
 from monitor.metrics import Metrics
@@ -99,24 +99,16 @@ def run_mode(mode: str, target_url: str, args: argparse.Namespace) -> dict[str, 
             async def on_the_loop() -> bytes:  # what /metrics did before the snapshot
                 return generate_latest(metrics.registry)
             runtime.exposition.get = on_the_loop
-        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0,
-                                               log_level="warning", access_log=False))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        while not server.started:
-            time.sleep(0.05)
-        port = server.servers[0].sockets[0].getsockname()[1]
         try:
-            time.sleep(args.warmup)  # first runs are spread over one interval
-            before, runs_before = outcomes(metrics), runtime.scheduler.runs
-            done = subprocess.run(
-                [sys.executable, "-c", SCRAPER, f"http://127.0.0.1:{port}",
-                 str(args.duration), str(0 if mode == "none" else args.scrapers)],
-                capture_output=True, text=True, timeout=args.duration + 300, check=True)
-            after, runs_after = outcomes(metrics), runtime.scheduler.runs
+            with serve_in_thread(app) as url:
+                time.sleep(args.warmup)  # first runs are spread over one interval
+                before, runs_before = outcomes(metrics), runtime.scheduler.runs
+                done = subprocess.run(
+                    [sys.executable, "-c", SCRAPER, url,
+                     str(args.duration), str(0 if mode == "none" else args.scrapers)],
+                    capture_output=True, text=True, timeout=args.duration + 300, check=True)
+                after, runs_after = outcomes(metrics), runtime.scheduler.runs
         finally:
-            server.should_exit = True
-            thread.join(60)
             engine.dispose()
     scraped = json.loads(done.stdout)
     latencies = sorted(scraped["latencies"])

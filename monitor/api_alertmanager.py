@@ -61,8 +61,9 @@ LISTED_REJECTIONS = 100
 
 
 def _storable(text: str) -> str:
-    """NUL and lone surrogates (a JSON `\\ud800`) as U+FFFD: PostgreSQL cannot store a
-    NUL and no driver can encode a lone surrogate, so either used to fail the post."""
+    """The storage sanitiser's text: NUL, lone surrogates (a JSON `\\ud800`) and control
+    characters as U+FFFD. PostgreSQL cannot store a NUL and no driver can encode a lone
+    surrogate, so either used to fail the post."""
     return clean_text(text, len(text))
 
 

@@ -25,7 +25,7 @@ from slo.allowance import (
     EventSource,
     allowance,
     budget_left,
-    with_unmeasured_as_good,
+    budgeted_window_counts,
 )
 from slo.budget import (
     BURN_WINDOWS,
@@ -159,18 +159,13 @@ class SloEngine:
 
     def _alert_counts(self, p: Plan, counts: dict[int, Counts], now: float
                       ) -> dict[int, tuple[int, int]]:
-        """Each alert window's counts as the budget sees them: a window that began before
-        the SLO had data counts its unmeasured part as good (`with_unmeasured_as_good`),
+        """Each alert window's counts as the budget sees them (`budgeted_window_counts`),
         so a young SLO's tiers fire on what a mature one's would, not on early noise."""
-        first = self._first_data.get(p.slo.name)
-        out = {}
-        for seconds, (good, total) in counts.items():
-            start = p.spans[seconds][0] if seconds in p.spans else now - seconds
-            if first is not None and first > start:
-                expected = self._allowance(p.slo, seconds, start, total, now).expected_events
-                good, total = with_unmeasured_as_good(good, total, expected)
-            out[seconds] = (round(good), round(total))
-        return out
+        return budgeted_window_counts(
+            counts, {seconds: p.spans[seconds][0] for seconds in counts},
+            self._first_data.get(p.slo.name),
+            lambda seconds, start, total: self._allowance(
+                p.slo, seconds, start, total, now).expected_events)
 
     def _counts(self, plans: Sequence[Plan], now: float) -> dict[str, dict[object, Counts]]:
         """Effective (good, total) per SLO for its window (key "window") and each span."""

@@ -34,7 +34,7 @@ from monitor.slo_engine import alert_tiers, window_spec
 from monitor.units import Duration, Percent, format_duration
 from probes.base import StrictModel
 from slo.alerting import AlertDecision, BurnRateAlerter
-from slo.allowance import allowance, with_unmeasured_as_good
+from slo.allowance import allowance, budgeted_window_counts
 from slo.budget import BurnThreshold
 from slo.windows import period_bounds, period_seconds
 
@@ -153,20 +153,14 @@ def run_test(test: SloTestFile) -> TestOutcome:
 
 def _as_budgeted(windows: Sequence[int], counts: Sequence[tuple[int, int]], now: float,
                  events_per_second: float) -> dict[int, tuple[int, int]]:
-    """The counts the service's alerter sees: the series is a fresh install whose data
-    begins at 0, so a window reaching back before it counts its unmeasured part as good
-    (`SloEngine._alert_counts`, `slo.allowance.with_unmeasured_as_good`)."""
-    out = {}
-    for seconds, (good, total) in zip(windows, counts, strict=True):
-        start = now - seconds
-        if start < 0:
-            expected = allowance(source="schedule", period=seconds, window_start=start,
-                                 now=now, first_data_at=0.0, total=total,
-                                 events_per_second=events_per_second).expected_events
-            padded = with_unmeasured_as_good(good, total, expected)
-            good, total = round(padded[0]), round(padded[1])
-        out[seconds] = (good, total)
-    return out
+    """The counts the service's alerter sees (`SloEngine._alert_counts`): the series is
+    a fresh install whose data begins at 0."""
+    return budgeted_window_counts(
+        dict(zip(windows, counts, strict=True)), {w: now - w for w in windows}, 0.0,
+        lambda seconds, start, total: allowance(
+            source="schedule", period=seconds, window_start=start, now=now,
+            first_data_at=0.0, total=total, events_per_second=events_per_second,
+        ).expected_events)
 
 
 class _Series:

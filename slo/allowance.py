@@ -22,10 +22,18 @@ post-mortems, reports, status page) takes the budget from here. Pure functions.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["Allowance", "EventSource", "allowance", "budget_left", "with_unmeasured_as_good"]
+__all__ = [
+    "Allowance",
+    "EventSource",
+    "allowance",
+    "budget_left",
+    "budgeted_window_counts",
+    "with_unmeasured_as_good",
+]
 
 EventSource = Literal["schedule", "slices", "rate"]
 MIN_ELAPSED = 60.0
@@ -106,3 +114,22 @@ def with_unmeasured_as_good(good: float, total: float, expected: float
     if total <= 0 or expected <= total:
         return good, total
     return good + (expected - total), expected
+
+
+def budgeted_window_counts(
+    counts: Mapping[int, tuple[float, float]], starts: Mapping[int, float],
+    first_data_at: float | None, expected: Callable[[int, float, float], float],
+) -> dict[int, tuple[int, int]]:
+    """Alert windows' counts (seconds -> (good, total)) as the budget sees them: each
+    window starting (`starts`) before the SLO's data counts its unmeasured part as good
+    up to `expected(seconds, start, total)` events (`with_unmeasured_as_good`). The
+    service's alerter and `slo test` both judge through this, so a test file sees what
+    the service would."""
+    out = {}
+    for seconds, (good, total) in counts.items():
+        start = starts[seconds]
+        if first_data_at is not None and first_data_at > start:
+            good, total = with_unmeasured_as_good(good, total,
+                                                  expected(seconds, start, total))
+        out[seconds] = (round(good), round(total))
+    return out

@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -35,6 +34,7 @@ from tests.fake_slack import FakeSlack
 from tests.servers import RouteServer, free_port, send
 from tests.test_crash_restart import start
 from tests.test_end_to_end import wait_for
+from tests.test_incident_story import slack_button
 
 pytestmark = pytest.mark.slow
 SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
@@ -84,17 +84,8 @@ alerting:
     return config
 
 
-def button(action_id: str, incident_id: int) -> bytes:
-    payload = {"type": "block_actions", "user": {"id": "U1", "username": "alice"},
-               "channel": {"id": "C0123"}, "message": {"ts": "1700000000.000100"},
-               "response_url": "http://127.0.0.1:1/response",
-               "actions": [{"type": "button", "action_id": action_id,
-                            "value": str(incident_id)}]}
-    return urlencode({"payload": json.dumps(payload)}).encode()
-
-
 def press(client: httpx.Client, action_id: str, incident_id: int) -> str:
-    body = button(action_id, incident_id)
+    body = slack_button(action_id, incident_id)
     answer = client.post("/slack/actions", content=body, headers={
         **sign(SECRET, body, time.time()),
         "Content-Type": "application/x-www-form-urlencoded"})
